@@ -1,0 +1,82 @@
+# taxistream — see README.md. `make run` runs the demo pipeline locally; `make test` runs every test,
+# including the real peers (Runtime Interface Emulator, kinesis-mock, the KPL aggregation module for Node),
+# which `make tools` installs into the project's own folders.
+
+SHELL := /bin/bash
+GO ?= go
+FUNCTIONS := ingest process replay
+RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
+TOOLS_BIN := $(CURDIR)/.tools/bin
+NODE_DIR := $(CURDIR)/tools/node
+LAMBDA_BUILD := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags "-s -w"
+
+export TAXISTREAM_RIE := $(TOOLS_BIN)/aws-lambda-rie
+export TAXISTREAM_NODE_MODULES := $(NODE_DIR)/node_modules
+
+.PHONY: all build build-native build-IngestFunction build-ProcessFunction build-ReplayFunction \
+	run test test-unit bench lint tools clean invoke-IngestFunction invoke-ProcessFunction invoke-ReplayFunction
+
+all: build
+
+# --- SAM's makefile builder (BuildMethod: makefile) calls these with ARTIFACTS_DIR set.
+build-IngestFunction:
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/ingest
+build-ProcessFunction:
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/process
+build-ReplayFunction:
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/replay
+
+# All three functions for Lambda (linux/arm64) into bin/<fn>/bootstrap.
+build:
+	@for fn in $(FUNCTIONS); do \
+		echo "building bin/$$fn/bootstrap (linux/arm64)"; \
+		$(LAMBDA_BUILD) -o bin/$$fn/bootstrap ./functions/$$fn || exit 1; \
+	done
+
+# The same functions for this machine, for the Runtime Interface Emulator tests.
+build-native:
+	@for fn in $(FUNCTIONS); do \
+		CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -o bin/native/$$fn/bootstrap ./functions/$$fn || exit 1; \
+	done
+
+# The real peers: the Lambda Runtime Interface Emulator (Go module) and the Node packages
+# (kinesis-local = kinesis-mock, aws-kinesis-agg = the official KPL aggregation module).
+tools: $(TAXISTREAM_RIE) $(NODE_DIR)/node_modules/.installed
+
+$(TAXISTREAM_RIE):
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+# The demo: generated data through the whole pipeline on the embedded local cloud, limits on.
+run:
+	$(GO) run ./cmd/taxistream local --demo
+
+# Every test. Unit tests need nothing; the peer tests use what `tools` and `build-native` installed.
+test: tools build-native
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 9m ./...
+
+test-unit:
+	$(GO) test ./...
+
+bench: build-native
+	$(GO) run ./cmd/taxistream bench
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed; skipped"; fi
+
+# `sam local invoke` (needs sam and Docker; neither runs on the build machines here).
+invoke-IngestFunction:
+	sam local invoke IngestFunction -e events/s3-put.json
+invoke-ProcessFunction:
+	sam local invoke ProcessFunction -e events/kinesis.json
+invoke-ReplayFunction:
+	sam local invoke ReplayFunction -e events/replay.json
+
+clean:
+	rm -rf bin .aws-sam .taxistream

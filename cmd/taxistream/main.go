@@ -1,0 +1,71 @@
+// Command taxistream is the project's CLI: the embedded local pipeline, one-off invokes, producing
+// files into a stream, converting, generating data and benchmarks. `taxistream help` lists the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+type command struct {
+	name, usage string
+	run         func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
+}
+
+var commands = []command{
+	{"local", "run the whole pipeline on the embedded local cloud", cmdLocal},
+	{"invoke", "run one function once against the local cloud, like sam local invoke", cmdInvoke},
+	{"produce", "stream local files or an s3:// prefix into a Kinesis stream", cmdProduce},
+	{"convert", "convert trip files to the stream's JSON records (stdout) with a summary (stderr)", cmdConvert},
+	{"gen", "generate realistic TLC trip files", cmdGen},
+	{"bench", "measure conversion, shard saturation, ingest, consumer and cold start", cmdBench},
+}
+
+// errUsage marks a command-line mistake (exit status 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			err := c.run(ctx, args[1:], stdin, stdout, stderr)
+			switch {
+			case err == nil:
+				return 0
+			case errors.Is(err, errUsage):
+				fmt.Fprintf(stderr, "taxistream %s: %v\n", c.name, err)
+				return 2
+			default:
+				fmt.Fprintf(stderr, "taxistream %s: %v\n", c.name, err)
+				return 1
+			}
+		}
+	}
+	fmt.Fprintf(stderr, "taxistream: unknown command %q\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: taxistream <command> [flags]\n\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.usage)
+	}
+}

@@ -1,0 +1,124 @@
+// Package config reads the functions' environment once, at start-up, and reports every problem at once.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Function names the function whose settings are being loaded; it decides what is required.
+type Function string
+
+// The functions of the stack.
+const (
+	Ingest  Function = "ingest"
+	Process Function = "process"
+	Replay  Function = "replay"
+)
+
+// Config is every setting of every function; template.yaml sets them (Globals and per function).
+type Config struct {
+	Bucket            string        // BUCKET_NAME (all)
+	Stream            string        // STREAM_NAME (ingest): stream name or ARN
+	PartitionKeyField string        // PARTITION_KEY_FIELD (ingest), default pu_location_id; "random" for random keys
+	Aggregate         bool          // KPL_AGGREGATION (ingest), default true
+	DeadlineMargin    time.Duration // DEADLINE_MARGIN (ingest, replay), default 30s
+	MaxContinuations  int           // MAX_CONTINUATIONS (ingest, replay), default 200
+	FunctionName      string        // AWS_LAMBDA_FUNCTION_NAME (set by Lambda): the function itself, for continuations
+	IngestFunction    string        // INGEST_FUNCTION_NAME (replay)
+	MaxInFlight       int           // REPLAY_MAX_IN_FLIGHT (replay), default 4: ingest invocations started per replay invocation at once
+	ZoneLookup        string        // ZONE_LOOKUP (process): "s3://bucket/key", a key in BUCKET_NAME, or a file path; "" for none
+	MetricsNamespace  string        // METRICS_NAMESPACE, default taxistream
+	LogLevel          string        // AWS_LAMBDA_LOG_LEVEL (LoggingConfig), else LOG_LEVEL, default INFO
+}
+
+// Load reads the settings of fn from getenv (os.Getenv in main) and returns every problem joined.
+func Load(getenv func(string) string, fn Function) (Config, error) {
+	var errs []error
+	c := Config{
+		Bucket:            strings.TrimSpace(getenv("BUCKET_NAME")),
+		Stream:            strings.TrimSpace(getenv("STREAM_NAME")),
+		PartitionKeyField: orDefault(getenv("PARTITION_KEY_FIELD"), "pu_location_id"),
+		FunctionName:      strings.TrimSpace(getenv("AWS_LAMBDA_FUNCTION_NAME")),
+		IngestFunction:    strings.TrimSpace(getenv("INGEST_FUNCTION_NAME")),
+		ZoneLookup:        strings.TrimSpace(getenv("ZONE_LOOKUP")),
+		MetricsNamespace:  orDefault(getenv("METRICS_NAMESPACE"), "taxistream"),
+		LogLevel:          orDefault(getenv("AWS_LAMBDA_LOG_LEVEL"), orDefault(getenv("LOG_LEVEL"), "INFO")),
+	}
+	var err error
+	if c.Aggregate, err = parseBool(getenv, "KPL_AGGREGATION", true); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DeadlineMargin, err = parseDuration(getenv, "DEADLINE_MARGIN", 30*time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxContinuations, err = parseInt(getenv, "MAX_CONTINUATIONS", 200, 0); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxInFlight, err = parseInt(getenv, "REPLAY_MAX_IN_FLIGHT", 4, 1); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Bucket == "" {
+		errs = append(errs, errors.New("BUCKET_NAME is required"))
+	}
+	switch fn {
+	case Ingest:
+		if c.Stream == "" {
+			errs = append(errs, errors.New("STREAM_NAME is required"))
+		}
+	case Replay:
+		if c.IngestFunction == "" {
+			errs = append(errs, errors.New("INGEST_FUNCTION_NAME is required"))
+		}
+	case Process:
+	default:
+		errs = append(errs, fmt.Errorf("unknown function %q", fn))
+	}
+	return c, errors.Join(errs...)
+}
+
+func orDefault(v, def string) string {
+	if v = strings.TrimSpace(v); v == "" {
+		return def
+	}
+	return v
+}
+
+func parseBool(getenv func(string) string, name string, def bool) (bool, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return def, fmt.Errorf("%s=%q: want true or false", name, v)
+	}
+	return b, nil
+}
+
+func parseDuration(getenv func(string) string, name string, def time.Duration) (time.Duration, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return def, fmt.Errorf("%s=%q: want a non-negative Go duration such as 30s", name, v)
+	}
+	return d, nil
+}
+
+func parseInt(getenv func(string) string, name string, def, min int) (int, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		return def, fmt.Errorf("%s=%q: want an integer >= %d", name, v, min)
+	}
+	return n, nil
+}

@@ -1,0 +1,41 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(env(map[string]string{"BUCKET_NAME": "b", "STREAM_NAME": "s"}), Ingest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Aggregate || c.PartitionKeyField != "pu_location_id" || c.DeadlineMargin != 30*time.Second || c.MaxInFlight != 4 || c.LogLevel != "INFO" {
+		t.Errorf("defaults wrong: %+v", c)
+	}
+}
+
+func TestLoadReportsEveryProblem(t *testing.T) {
+	_, err := Load(env(map[string]string{"KPL_AGGREGATION": "maybe", "DEADLINE_MARGIN": "soon", "REPLAY_MAX_IN_FLIGHT": "0"}), Replay)
+	if err == nil {
+		t.Fatal("got nil error, want one listing every problem")
+	}
+	for _, want := range []string{"BUCKET_NAME", "INGEST_FUNCTION_NAME", "KPL_AGGREGATION", "DEADLINE_MARGIN", "REPLAY_MAX_IN_FLIGHT"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}
+
+func TestLoadLogLevelPrefersLambda(t *testing.T) {
+	c, err := Load(env(map[string]string{"BUCKET_NAME": "b", "AWS_LAMBDA_LOG_LEVEL": "DEBUG", "LOG_LEVEL": "WARN"}), Process)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LogLevel != "DEBUG" {
+		t.Errorf("LogLevel = %q, want DEBUG", c.LogLevel)
+	}
+}

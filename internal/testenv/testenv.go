@@ -1,0 +1,105 @@
+// Package testenv finds what tests need outside the module: the shared TLC samples and the real peers
+// (Runtime Interface Emulator, kinesis-mock, Node modules) that `make test` installs. When something is
+// missing a test is skipped with the reason, except under CI=true, where it fails: CI must run everything.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// Root returns the module root (the folder holding go.mod).
+func Root(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test's folder")
+		}
+		dir = parent
+	}
+}
+
+// CI reports whether the tests run under CI (CI=true), where nothing may be skipped for a missing peer.
+func CI() bool { return os.Getenv("CI") == "true" }
+
+// missing skips the test, or fails it under CI.
+func missing(t testing.TB, what string) {
+	t.Helper()
+	if CI() {
+		t.Fatalf("%s (required when CI=true; `make test` installs the peers)", what)
+	}
+	t.Skipf("skipped: %s", what)
+}
+
+// TLCDir returns ../shared/data/tlc (relative to the module root), or skips (fails under CI) when absent.
+func TLCDir(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(Root(t), "..", "shared", "data", "tlc")
+	if _, err := os.Stat(dir); err != nil {
+		missing(t, "the shared TLC samples are absent ("+dir+")")
+	}
+	return dir
+}
+
+// SharedFile returns a file under ../shared (e.g. "schemas/sam.schema.json"), or skips (fails under CI).
+func SharedFile(t testing.TB, rel string) string {
+	t.Helper()
+	p := filepath.Join(Root(t), "..", "shared", filepath.FromSlash(rel))
+	if _, err := os.Stat(p); err != nil {
+		missing(t, "../shared/"+rel+" is absent")
+	}
+	return p
+}
+
+// Tool returns the path of an executable named by the environment variable env (set by the Makefile),
+// falling back to def under the module root; it skips (fails under CI) when neither exists.
+func Tool(t testing.TB, env, def string) string {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		p = filepath.Join(Root(t), filepath.FromSlash(def))
+	}
+	if _, err := os.Stat(p); err != nil {
+		missing(t, env+" not found at "+p+" (run `make tools`)")
+	}
+	return p
+}
+
+// Node returns the node executable, or skips (fails under CI).
+func Node(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("node")
+	if err != nil {
+		missing(t, "node is not on PATH")
+	}
+	return p
+}
+
+// NodeModules returns the folder of the project's Node peers (tools/node/node_modules).
+func NodeModules(t testing.TB) string {
+	t.Helper()
+	return Tool(t, "TAXISTREAM_NODE_MODULES", "tools/node/node_modules")
+}
+
+// Bootstrap returns a function's bootstrap built for this machine (bin/native/<fn>/bootstrap, built by
+// `make build-native`), for the Runtime Interface Emulator tests.
+func Bootstrap(t testing.TB, fn string) string {
+	t.Helper()
+	return Tool(t, "TAXISTREAM_BOOTSTRAP_"+fn, "bin/native/"+fn+"/bootstrap")
+}
+
+// RIE returns the aws-lambda-rie binary (.tools/bin/aws-lambda-rie).
+func RIE(t testing.TB) string {
+	t.Helper()
+	return Tool(t, "TAXISTREAM_RIE", ".tools/bin/aws-lambda-rie")
+}
