@@ -1,0 +1,185 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"sort"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+)
+
+// GetShardIterator returns an iterator for one of the five iterator types. The iterator expires after
+// IteratorLifetime.
+func (s *Stream) GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, _ ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.resolve(in.StreamName, in.StreamARN); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.trim(now)
+	id := aws.ToString(in.ShardId)
+	sh := s.shardByID(id)
+	if sh == nil {
+		return nil, &types.ResourceNotFoundException{Message: aws.String(fmt.Sprintf("Shard %s in stream %s under account %s does not exist", id, s.name, AccountID))}
+	}
+	var pos int
+	switch in.ShardIteratorType {
+	case types.ShardIteratorTypeTrimHorizon:
+		pos = sh.trimmed
+	case types.ShardIteratorTypeLatest:
+		pos = sh.endPos()
+	case types.ShardIteratorTypeAtSequenceNumber, types.ShardIteratorTypeAfterSequenceNumber:
+		seq, err := s.checkSeq(sh, aws.ToString(in.StartingSequenceNumber))
+		if err != nil {
+			return nil, err
+		}
+		after := in.ShardIteratorType == types.ShardIteratorTypeAfterSequenceNumber
+		i := sort.Search(len(sh.recs), func(i int) bool {
+			c := sh.recs[i].seqInt.Cmp(seq)
+			return c > 0 || (c == 0 && !after)
+		})
+		pos = sh.trimmed + i
+	case types.ShardIteratorTypeAtTimestamp:
+		if in.Timestamp == nil {
+			return nil, invalidArg("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP.")
+		}
+		ts := in.Timestamp.Truncate(time.Millisecond)
+		i := sort.Search(len(sh.recs), func(i int) bool { return !sh.recs[i].arrival.Before(ts) })
+		pos = sh.trimmed + i
+	default:
+		return nil, validation(fmt.Sprintf("1 validation error detected: Value '%s' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]", in.ShardIteratorType))
+	}
+	return &kinesis.GetShardIteratorOutput{ShardIterator: s.makeIterator(sh, pos, now)}, nil
+}
+
+// checkSeq parses a starting sequence number and checks that it belongs to the shard.
+func (s *Stream) checkSeq(sh *shard, seq string) (*big.Int, error) {
+	if seq == "" {
+		return nil, invalidArg("StartingSequenceNumber must be specified for AT_SEQUENCE_NUMBER and AFTER_SEQUENCE_NUMBER iterators.")
+	}
+	n, ok := new(big.Int).SetString(seq, 10)
+	bad := invalidArg(fmt.Sprintf("StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s under account %s is invalid because it did not come from this stream.", seq, sh.id, s.name, AccountID))
+	if !ok || n.Sign() < 0 || len(seq) != 56 {
+		return nil, bad
+	}
+	var idx int
+	if _, err := fmt.Sscanf(seq[24:], "%d", &idx); err != nil || idx != sh.index {
+		return nil, bad
+	}
+	return n, nil
+}
+
+// GetRecords reads from the iterator's position. It enforces Limit ≤ 10,000, at most 10 MiB per call,
+// 5 calls per second per shard and 2 MiB/s per shard (see the package comment), and expires iterators
+// older than IteratorLifetime.
+func (s *Stream) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, _ ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if in.StreamARN != nil && *in.StreamARN != s.arn {
+		return nil, notFound(*in.StreamARN)
+	}
+	limit := MaxGetRecordsLimit
+	if in.Limit != nil {
+		limit = int(*in.Limit)
+		if limit < 1 || limit > MaxGetRecordsLimit {
+			return nil, invalidArg(fmt.Sprintf("Limit %d is out of range: it must be between 1 and %d.", limit, MaxGetRecordsLimit))
+		}
+	}
+	if s.faults.Latency > 0 {
+		if err := s.sleep(ctx, s.faults.Latency); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tok, err := s.parseIterator(aws.ToString(in.ShardIterator))
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	issued := time.Unix(0, tok.Issued)
+	if now.Sub(issued) > IteratorLifetime {
+		return nil, &types.ExpiredIteratorException{Message: aws.String(fmt.Sprintf(
+			"Iterator expired. The iterator was created at time %s while right now it is %s which is further in the future than the tolerated delay of %d milliseconds.",
+			issued.UTC().Format(time.RFC1123), now.UTC().Format(time.RFC1123), IteratorLifetime.Milliseconds()))}
+	}
+	if err := s.requestFault("GetRecords"); err != nil {
+		s.stats.RequestErrors++
+		return nil, err
+	}
+	s.trim(now)
+	sh := s.shards[tok.Shard]
+	if !s.limitsOff {
+		if err := s.readAllowed(sh, now); err != nil {
+			s.stats.ReadThrottled++
+			return nil, err
+		}
+	}
+	pos := max(tok.Pos, sh.trimmed)
+	i := pos - sh.trimmed
+	out := &kinesis.GetRecordsOutput{Records: []types.Record{}}
+	bytes := 0
+	for ; i < len(sh.recs) && len(out.Records) < limit; i++ {
+		r := &sh.recs[i]
+		if bytes+r.size() > MaxGetRecordsBytes && len(out.Records) > 0 {
+			break
+		}
+		bytes += r.size()
+		arrival := r.arrival
+		out.Records = append(out.Records, types.Record{
+			Data: r.data, PartitionKey: aws.String(r.key), SequenceNumber: aws.String(r.seq),
+			ApproximateArrivalTimestamp: &arrival, EncryptionType: types.EncryptionTypeNone,
+		})
+	}
+	if !s.limitsOff {
+		sh.readTokens -= float64(bytes)
+	}
+	next := sh.trimmed + i
+	if i < len(sh.recs) {
+		out.MillisBehindLatest = aws.Int64(max(0, now.Sub(sh.recs[i].arrival).Milliseconds()))
+	} else {
+		out.MillisBehindLatest = aws.Int64(0)
+	}
+	if sh.closed() && i >= len(sh.recs) {
+		for _, c := range sh.children {
+			ch := s.shards[c]
+			parents := []string{ch.parent}
+			if ch.adjParent != "" {
+				parents = append(parents, ch.adjParent)
+			}
+			out.ChildShards = append(out.ChildShards, types.ChildShard{
+				ShardId: aws.String(ch.id), ParentShards: parents, HashKeyRange: hashRange(ch),
+			})
+		}
+		return out, nil // NextShardIterator nil: the shard is closed and fully read
+	}
+	out.NextShardIterator = s.makeIterator(sh, next, now)
+	return out, nil
+}
+
+// readAllowed applies the per-shard read limits. Must be called with mu held.
+func (s *Stream) readAllowed(sh *shard, now time.Time) error {
+	if !sh.readAt.IsZero() {
+		sh.readTokens = min(ShardReadBytesPerSecond, sh.readTokens+now.Sub(sh.readAt).Seconds()*ShardReadBytesPerSecond)
+	}
+	sh.readAt = now
+	sec := now.Unix()
+	if sh.readSec != sec {
+		sh.readSec, sh.readCalls = sec, 0
+	}
+	if sh.readCalls >= ShardReadCallsPerSecond || sh.readTokens <= 0 {
+		return &types.ProvisionedThroughputExceededException{Message: aws.String(fmt.Sprintf(
+			"Rate exceeded for Shard - %s/%s/%s", AccountID, s.name, sh.id))}
+	}
+	sh.readCalls++
+	return nil
+}
