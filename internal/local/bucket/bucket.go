@@ -1,0 +1,288 @@
+// Package bucket is the local cloud's S3 bucket: objects are plain files in one folder on disk, served
+// through the aws-sdk-go-v2 S3 client's own method signatures (GetObject, HeadObject, PutObject,
+// DeleteObject, ListObjectsV2, CopyObject), with S3's ETags, ranged GETs, conditional writes, listing order
+// and error shapes, so handlers written against *s3.Client run on it unchanged.
+//
+// Layout of a bucket folder:
+//
+//	<dir>/<mapped key>            the object's bytes (see keyPath for the key → path mapping)
+//	<dir>/.meta/<mapped key>.json sidecar: ETag, size, mtime, Last-Modified, Content-Type, user metadata
+//	<dir>/.tmp/                   uploads in progress (renamed into place when complete)
+//
+// A file copied into the folder by hand is an object too: its ETag is computed on first use and cached in
+// a sidecar, and Scan/Watch report it to the OnCreate hooks once its size has stopped changing.
+//
+// Concurrency: every operation is safe for concurrent use by goroutines of one process, and conditional
+// writes (If-None-Match, If-Match) are atomic among them. Two processes writing the same folder are not
+// coordinated (the last rename wins and a precondition may be checked against a stale version); run one
+// local cloud per folder.
+package bucket
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	metaDir = ".meta"
+	tmpDir  = ".tmp"
+
+	// defaultContentType is what S3 stores when PutObject has no Content-Type.
+	defaultContentType = "binary/octet-stream"
+)
+
+// Event names of ObjectCreated, as S3 names them in notifications (without the "s3:" prefix).
+const (
+	EventPut  = "ObjectCreated:Put"
+	EventCopy = "ObjectCreated:Copy"
+)
+
+// ObjectCreated describes a new object version, given to the OnCreate hooks after every successful
+// PutObject and CopyObject and for every stable new file found by Scan.
+type ObjectCreated struct {
+	Bucket    string
+	Key       string // the plain key, not URL-encoded
+	Size      int64
+	ETag      string // quoted, as the S3 API returns it: "\"9e107d9d372bb6826bd81d3542a419d6\""
+	VersionID string // always empty: the local bucket is unversioned
+	Sequencer string // upper-case hex, strictly increasing per bucket
+	EventName string // EventPut or EventCopy
+	Time      time.Time
+}
+
+// Options are the optional settings of OpenWithOptions.
+type Options struct {
+	// Now is the clock used for Last-Modified, event times and sequencers; time.Now when nil.
+	Now func() time.Time
+}
+
+// Bucket is one local S3 bucket. Its methods have the signatures of *s3.Client's.
+type Bucket struct {
+	name string
+	dir  string
+	root *os.Root
+	now  func() time.Time
+
+	mu  sync.RWMutex // writers hold it while they check preconditions and rename into place
+	seq uint64       // last sequencer, guarded by mu
+
+	hookMu sync.Mutex
+	hooks  []func(ObjectCreated)
+
+	scanMu  sync.Mutex
+	pending map[string]stamp // Scan: files seen once, waiting for a second identical look
+}
+
+// bucketName is S3's general-purpose bucket naming rule (3–63 characters, lower case, digits, dots, hyphens).
+var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+// Open opens (creating it if needed) the bucket called name whose objects live in dir.
+func Open(dir, name string) (*Bucket, error) {
+	return OpenWithOptions(dir, name, Options{})
+}
+
+// OpenWithOptions is Open with an injected clock.
+func OpenWithOptions(dir, name string, opts Options) (*Bucket, error) {
+	if !bucketName.MatchString(name) || strings.Contains(name, "..") {
+		return nil, fmt.Errorf("opening local bucket: invalid bucket name %q", name)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("opening local bucket %s: %w", name, err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening local bucket %s: %w", name, err)
+	}
+	for _, d := range []string{metaDir, tmpDir} {
+		if err := root.MkdirAll(d, 0o755); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("opening local bucket %s: %w", name, err)
+		}
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Bucket{name: name, dir: dir, root: root, now: now, pending: map[string]stamp{}}, nil
+}
+
+// Name is the bucket's name.
+func (b *Bucket) Name() string { return b.name }
+
+// Dir is the folder holding the bucket's objects.
+func (b *Bucket) Dir() string { return b.dir }
+
+// Close releases the bucket's folder handle.
+func (b *Bucket) Close() error { return b.root.Close() }
+
+// OnCreate registers fn to be called, in the writer's goroutine and after the write is visible, for every
+// new object version. Hooks must not block for long: a PutObject returns only after its hooks.
+func (b *Bucket) OnCreate(fn func(ObjectCreated)) {
+	b.hookMu.Lock()
+	defer b.hookMu.Unlock()
+	b.hooks = append(b.hooks, fn)
+}
+
+func (b *Bucket) fire(ev ObjectCreated) {
+	b.hookMu.Lock()
+	hooks := append([]func(ObjectCreated){}, b.hooks...)
+	b.hookMu.Unlock()
+	for _, h := range hooks {
+		h(ev)
+	}
+}
+
+// nextSequencer returns a strictly increasing sequencer; callers hold mu.
+func (b *Bucket) nextSequencer(t time.Time) string {
+	v := uint64(t.UnixNano())
+	if v <= b.seq {
+		v = b.seq + 1
+	}
+	b.seq = v
+	return fmt.Sprintf("%018X", v)
+}
+
+// meta is an object's sidecar. It describes the data file whose size and mtime it records; a file that
+// differs (replaced by hand) is a new version whose ETag is computed again.
+type meta struct {
+	ETag         string            `json:"etag"`
+	Size         int64             `json:"size"`
+	MTimeNS      int64             `json:"mtime_ns"`
+	LastModified time.Time         `json:"last_modified"`
+	ContentType  string            `json:"content_type,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+	Notified     bool              `json:"notified"` // the OnCreate hooks have seen this version
+}
+
+type stamp struct {
+	size  int64
+	mtime int64
+}
+
+func stampOf(fi fs.FileInfo) stamp { return stamp{fi.Size(), fi.ModTime().UnixNano()} }
+
+func (m meta) describes(fi fs.FileInfo) bool {
+	return m.Size == fi.Size() && m.MTimeNS == fi.ModTime().UnixNano()
+}
+
+func sidecarPath(p string) string { return metaDir + "/" + p + ".json" }
+
+func (b *Bucket) readSidecar(p string) (meta, bool) {
+	data, err := b.root.ReadFile(sidecarPath(p))
+	if err != nil {
+		return meta{}, false
+	}
+	var m meta
+	if json.Unmarshal(data, &m) != nil {
+		return meta{}, false
+	}
+	return m, true
+}
+
+func (b *Bucket) writeSidecar(p string, m meta) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	sp := sidecarPath(p)
+	if err := b.root.MkdirAll(path.Dir(sp), 0o755); err != nil {
+		return err
+	}
+	tmp, rel, err := b.tempFile()
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(data)
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		b.root.Remove(rel)
+		return err
+	}
+	if err := b.root.Rename(rel, sp); err != nil {
+		b.root.Remove(rel)
+		return err
+	}
+	return nil
+}
+
+var tmpSeq struct {
+	sync.Mutex
+	n uint64
+}
+
+// tempFile creates a new file under .tmp and returns it with its path relative to the bucket folder.
+func (b *Bucket) tempFile() (*os.File, string, error) {
+	tmpSeq.Lock()
+	tmpSeq.n++
+	n := tmpSeq.n
+	tmpSeq.Unlock()
+	rel := fmt.Sprintf("%s/%d-%d-%s", tmpDir, os.Getpid(), n, requestID())
+	f, err := b.root.OpenFile(rel, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	return f, rel, err
+}
+
+// errNotFound is returned by stat for a key with no regular file behind it.
+var errNotFound = errors.New("not found")
+
+// stat returns the current version of the object at p, computing (and caching) the ETag of a file that
+// has no matching sidecar. Callers hold mu (read or write).
+func (b *Bucket) stat(p string) (meta, error) {
+	fi, err := b.root.Lstat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || isNotDir(err) {
+			return meta{}, errNotFound
+		}
+		return meta{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return meta{}, errNotFound // a folder, or a symlink: never followed
+	}
+	if m, ok := b.readSidecar(p); ok && m.describes(fi) {
+		return m, nil
+	}
+	f, err := b.root.Open(p)
+	if err != nil {
+		return meta{}, err
+	}
+	defer f.Close()
+	h := md5.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return meta{}, err
+	}
+	fi2, err := f.Stat()
+	if err != nil {
+		return meta{}, err
+	}
+	m := meta{
+		ETag:         quote(hex.EncodeToString(h.Sum(nil))),
+		Size:         fi2.Size(),
+		MTimeNS:      fi2.ModTime().UnixNano(),
+		LastModified: fi2.ModTime().UTC().Truncate(time.Millisecond),
+		ContentType:  defaultContentType,
+	}
+	_ = b.writeSidecar(p, m) // only a cache: a failure costs a rehash next time
+	return m, nil
+}
+
+func isNotDir(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe) && strings.Contains(strings.ToLower(pe.Err.Error()), "not a directory")
+}
+
+func quote(etag string) string { return `"` + etag + `"` }
+
+// sameETag compares two ETags, each quoted or not.
+func sameETag(a, b string) bool {
+	return strings.Trim(strings.TrimSpace(a), `"`) == strings.Trim(strings.TrimSpace(b), `"`)
+}
