@@ -2,11 +2,283 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/taxistream/taxistream/internal/gen"
+	"github.com/taxistream/taxistream/internal/local"
+	"github.com/taxistream/taxistream/internal/local/stream"
 )
 
-// cmdLocal is not built yet (see the open issues).
+// localFlags are the flags shared by `local` and `invoke`.
+type localFlags struct {
+	dir, template, zones string
+	params               multiFlag
+	limitsOff            bool
+	faults               stream.Faults
+}
+
+func (f *localFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.dir, "dir", ".taxistream", "folder of the local cloud (the bucket is <dir>/bucket)")
+	fs.StringVar(&f.template, "template", "template.yaml", "the SAM template the local cloud reads its settings from")
+	fs.StringVar(&f.zones, "zones", "", "taxi zone lookup CSV for ProcessFunction (file path)")
+	fs.Var(&f.params, "param", "template parameter override Key=Value (repeatable), e.g. --param ShardCount=2")
+	fs.BoolVar(&f.limitsOff, "limits-off", false, "turn the stream's per-shard throughput limits off (on by default, like AWS)")
+	fs.Float64Var(&f.faults.InternalFailureRate, "internal-failure-rate", 0, "share of PutRecords entries failed with InternalFailure")
+	fs.Float64Var(&f.faults.RequestErrorRate, "request-error-rate", 0, "share of stream requests failed with a 5xx")
+	fs.Float64Var(&f.faults.StoreThenFailRate, "store-then-fail-rate", 0, "share of PutRecords requests stored but answered with a timeout")
+	fs.DurationVar(&f.faults.Latency, "latency", 0, "latency added to every stream call")
+	fs.Int64Var(&f.faults.Seed, "seed", 1, "seed of the fault injection")
+}
+
+func (f *localFlags) options() (local.Options, error) {
+	overrides := map[string]string{}
+	for _, p := range f.params {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return local.Options{}, fmt.Errorf("%w: --param %q: want Key=Value", errUsage, p)
+		}
+		overrides[k] = v
+	}
+	return local.Options{
+		Dir: f.dir, TemplatePath: f.template, Overrides: overrides, LimitsOff: f.limitsOff, Faults: f.faults,
+		ZoneLookup: f.zones,
+	}, nil
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// demoFiles are what --demo generates: several TLC layouts, one gzip'd, a few bad rows to show rejects.
+var demoFiles = []struct {
+	key  string
+	opts gen.Options
+}{
+	{"raw/demo/yellow_tripdata_2019-01.csv", gen.Options{Taxi: "yellow", Layout: 2019, Month: 1, Seed: 1, BadRowRate: 0.001}},
+	{"raw/demo/yellow_tripdata_2025-01.csv.gz", gen.Options{Taxi: "yellow", Layout: 2025, Month: 1, Seed: 2, Gzip: true, BadRowRate: 0.001}},
+	{"raw/demo/green_tripdata_2015-06.csv", gen.Options{Taxi: "green", Layout: 2015, Month: 6, Seed: 3, CRLF: true}},
+	{"raw/demo/yellow_tripdata_2009-03.csv", gen.Options{Taxi: "yellow", Layout: 2009, Month: 3, Seed: 4, CRLF: true}},
+}
+
+// cmdLocal runs the whole pipeline on the embedded local cloud.
 func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return errors.New("local: not implemented yet")
+	fs := flag.NewFlagSet("local", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var lf localFlags
+	lf.register(fs)
+	demo := fs.Bool("demo", false, "generate realistic demo files and drop them into raw/")
+	demoRows := fs.Int64("demo-rows", 60000, "rows across the demo files")
+	watch := fs.Bool("watch", false, "keep running: files copied into <dir>/bucket/raw/ flow through the pipeline (Ctrl-C stops)")
+	keep := fs.Bool("keep", false, "keep what an earlier run left in <dir> (by default --demo starts afresh)")
+	summaryJSON := fs.String("summary-json", "", "also write the summary as JSON to this file")
+	timeout := fs.Duration("timeout", 15*time.Minute, "give up when the pipeline is not idle after this long")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: taxistream local [--demo] [--watch] [flags] [FILE...]\n\nRuns IngestFunction, Firehose, ProcessFunction and ReplayFunction on the embedded local cloud with the\nsettings of template.yaml. FILEs are copied into raw/ (which triggers ingestion, as on AWS).")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if !*demo && !*watch && fs.NArg() == 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: give files, --demo or --watch", errUsage)
+	}
+	opts, err := lf.options()
+	if err != nil {
+		return err
+	}
+	opts.Fresh = *demo && !*keep
+	cloud, err := local.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer cloud.Close()
+	fmt.Fprintf(stderr, "local cloud up: bucket %s (%s), stream %s (%d shard(s), limits %s), template %s\n",
+		cloud.Bucket.Name(), cloud.Bucket.Dir(), cloud.Stream.Name(), cloud.Settings.Stream.ShardCount, onOff(!opts.LimitsOff), opts.TemplatePath)
+
+	runCtx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	stopProgress := startProgress(runCtx, cloud, stderr, *quiet)
+	if *demo {
+		per := max(*demoRows/int64(len(demoFiles)), 1)
+		for _, f := range demoFiles {
+			o := f.opts
+			o.Rows = per
+			if err := putGenerated(runCtx, cloud, f.key, o); err != nil {
+				stopProgress()
+				return err
+			}
+		}
+	}
+	for _, name := range fs.Args() {
+		if err := putFile(runCtx, cloud, name); err != nil {
+			stopProgress()
+			return err
+		}
+	}
+	if *watch {
+		fmt.Fprintf(stderr, "watching %s: copy trip files there; Ctrl-C to stop\n", filepath.Join(cloud.Bucket.Dir(), "raw"))
+		werr := cloud.Bucket.Watch(ctx, "raw/", time.Second, func(err error) { fmt.Fprintln(stderr, "watch:", err) })
+		if werr != nil && !errors.Is(werr, context.Canceled) {
+			stopProgress()
+			return werr
+		}
+		// Ctrl-C: finish what is in flight with a fresh deadline.
+		runCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), *timeout)
+		defer cancel()
+	}
+	err = cloud.Drain(runCtx)
+	stopProgress()
+	if err != nil {
+		return fmt.Errorf("waiting for the pipeline to finish: %w", err)
+	}
+	sum, err := cloud.Summarize(context.WithoutCancel(ctx))
+	if err != nil {
+		return err
+	}
+	printSummary(stdout, sum, cloud)
+	if *summaryJSON != "" {
+		b, _ := json.MarshalIndent(sum, "", "  ")
+		if err := os.WriteFile(*summaryJSON, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	if !sum.Reconciled {
+		return errors.New("not every row is accounted for (see the reconciliation above)")
+	}
+	return nil
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// putGenerated streams a generated file into the bucket (which triggers ingestion).
+func putGenerated(ctx context.Context, cloud *local.Cloud, key string, o gen.Options) error {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := gen.Write(pw, o)
+		pw.CloseWithError(err)
+	}()
+	_, err := cloud.Bucket.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(cloud.Bucket.Name()), Key: aws.String(key), Body: pr})
+	pr.Close()
+	if err != nil {
+		return fmt.Errorf("putting %s: %w", key, err)
+	}
+	return nil
+}
+
+// putFile copies a local file into raw/<base name>.
+func putFile(ctx context.Context, cloud *local.Cloud, name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	key := "raw/" + filepath.Base(name)
+	if _, err := cloud.Bucket.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(cloud.Bucket.Name()), Key: aws.String(key), Body: f}); err != nil {
+		return fmt.Errorf("putting %s as %s: %w", name, key, err)
+	}
+	return nil
+}
+
+// startProgress shows a spinner with the live counters until the returned func is called.
+func startProgress(ctx context.Context, cloud *local.Cloud, w io.Writer, quiet bool) (stop func()) {
+	if quiet {
+		return func() {}
+	}
+	bar := progressbar.NewOptions64(-1,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionThrottle(250*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			st := cloud.Stream.Stats()
+			desc := fmt.Sprintf("stream: %d records, %.1f MB, %d throttled", st.RecordsStored, float64(st.BytesStored)/1e6, st.Throttled)
+			if cloud.ESM != nil {
+				desc += fmt.Sprintf(" | consumer: %d records", cloud.ESM.Stats().RecordsProcessed)
+			}
+			if cloud.Firehose != nil {
+				desc += fmt.Sprintf(" | archive: %d objects", cloud.Firehose.Stats().ObjectsWritten)
+			}
+			bar.Describe(desc)
+			bar.Add(1)
+		}
+	}()
+	return func() {
+		select {
+		case <-done:
+		default:
+			close(done)
+		}
+		<-finished
+		bar.Finish()
+	}
+}
+
+func printSummary(w io.Writer, s local.Summary, cloud *local.Cloud) {
+	fmt.Fprintf(w, "\ntaxistream local — summary\n")
+	fmt.Fprintf(w, "  objects            %d (%d done, %d failed)\n", s.Objects, s.ObjectsDone, s.ObjectsFailed)
+	for _, r := range s.FailedReasons {
+		fmt.Fprintf(w, "    failed: %s\n", r)
+	}
+	fmt.Fprintf(w, "  rows read          %d\n", s.RowsRead)
+	fmt.Fprintf(w, "  records sent       %d (%d Kinesis records)\n", s.RecordsSent, s.KinesisRecords)
+	fmt.Fprintf(w, "  rejected rows      %d", s.Rejected)
+	if len(s.RejectedByReason) > 0 {
+		var parts []string
+		for r, n := range s.RejectedByReason {
+			parts = append(parts, fmt.Sprintf("%s %d", r, n))
+		}
+		fmt.Fprintf(w, " (%s)", strings.Join(parts, ", "))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  throttled, retried %d entries throttled, %d retries\n", s.Throttled, s.Retries)
+	fmt.Fprintf(w, "  continuations      %d\n", s.Continuations)
+	fmt.Fprintf(w, "  archive            %d objects, %d records (%d distinct), %d error objects\n", s.ArchiveObjects, s.ArchiveRecords, s.ArchiveDistinct, s.ArchiveErrors)
+	fmt.Fprintf(w, "  trips processed    %d in %d Parquet objects\n", s.TripsProcessed, s.TripObjects)
+	fmt.Fprintf(w, "  quarantined        %d\n", s.Quarantined)
+	fmt.Fprintf(w, "  windows written    %d\n", s.Windows)
+	fmt.Fprintf(w, "  failure records    %d\n", s.FailureRecords)
+	for _, l := range s.Reconciliation {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+	verdict := "every row is accounted for"
+	if !s.Reconciled {
+		verdict = "NOT every row is accounted for"
+	}
+	fmt.Fprintf(w, "reconciliation: %s\n", verdict)
+	dir := cloud.Bucket.Dir()
+	fmt.Fprintf(w, "outputs: %s/{processed,quarantine,archive,rejected,state}/  logs: %s\n", dir, filepath.Join(filepath.Dir(dir), "logs", "functions.log"))
 }

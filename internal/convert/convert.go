@@ -5,7 +5,7 @@ package convert
 import (
 	"errors"
 	"fmt"
-	"io"
+	"strings"
 )
 
 // Source identifies the object a file came from; it feeds record_id.
@@ -24,6 +24,9 @@ type Checkpoint struct {
 	Row      int64    `json:"row"`       // data rows consumed so far (records + rejected)
 	Header   []string `json:"header"`    // the raw header names, as read from line 1
 	TaxiType string   `json:"taxi_type"` // yellow|green|fhv|fhvhv|"" (not TLC)
+	// Fields is the field count of the last data row (CSV): a last line without a line end is taken as
+	// cut off when its count differs from both the header's and this one. Added to the pinned API.
+	Fields int `json:"fields,omitempty"`
 }
 
 // Options configure a Reader.
@@ -86,14 +89,6 @@ type RowReader interface {
 	Stats() Stats
 }
 
-// NewCSVReader reads CSV text (already decompressed) from r.
-func NewCSVReader(r io.Reader, opts Options) (RowReader, error) { return nil, ErrNotImplemented }
-
-// NewParquetReader reads a Parquet file.
-func NewParquetReader(r io.ReaderAt, size int64, opts Options) (RowReader, error) {
-	return nil, ErrNotImplemented
-}
-
 // Format is the input format of an object, from its key.
 type Format int
 
@@ -104,5 +99,52 @@ const (
 	FormatParquet
 )
 
-// FormatOf tells the format from a key or file name (case-insensitive suffix).
-func FormatOf(name string) Format { return FormatUnknown }
+func (f Format) String() string {
+	switch f {
+	case FormatCSV:
+		return "csv"
+	case FormatGzipCSV:
+		return "csv.gz"
+	case FormatParquet:
+		return "parquet"
+	}
+	return "unknown"
+}
+
+// FormatOf tells the format from a key or file name (case-insensitive suffix): .csv, .csv.gz or .gz,
+// .parquet.
+func FormatOf(name string) Format {
+	n := strings.ToLower(name)
+	switch {
+	case strings.HasSuffix(n, ".csv"):
+		return FormatCSV
+	case strings.HasSuffix(n, ".gz"):
+		return FormatGzipCSV
+	case strings.HasSuffix(n, ".parquet"):
+		return FormatParquet
+	}
+	return FormatUnknown
+}
+
+// Sentinel errors behind RowError.Err, one per reason code (errors.Is(err, convert.ErrBadNumber)).
+var (
+	ErrTruncatedRow = errors.New("cut-off row")
+	ErrFieldCount   = errors.New("wrong field count")
+	ErrBadQuote     = errors.New("bad quote")
+	ErrBadValue     = errors.New("bad value")
+	ErrInvalidUTF8  = errors.New("invalid UTF-8")
+)
+
+func errorForCode(code string) error {
+	switch code {
+	case CodeTruncatedRow:
+		return ErrTruncatedRow
+	case CodeTooFewFields, CodeExtraFields:
+		return ErrFieldCount
+	case CodeBadQuote:
+		return ErrBadQuote
+	case CodeInvalidUTF8:
+		return ErrInvalidUTF8
+	}
+	return ErrBadValue
+}

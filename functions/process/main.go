@@ -1,0 +1,35 @@
+// Command process is the ProcessFunction: the Kinesis-triggered consumer (internal/process).
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/taxistream/taxistream/internal/config"
+	"github.com/taxistream/taxistream/internal/obs"
+	"github.com/taxistream/taxistream/internal/process"
+)
+
+func main() {
+	cfg, err := config.Load(os.Getenv, config.Process)
+	log := obs.NewLogger(os.Stdout, cfg.LogLevel)
+	if err != nil {
+		log.Error("loading config", "error", err.Error())
+		os.Exit(1)
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	if err != nil {
+		log.Error("loading aws config", "error", err.Error())
+		os.Exit(1)
+	}
+	h, err := process.New(cfg, process.Deps{S3: s3.NewFromConfig(awsCfg), Log: log, Metrics: os.Stdout})
+	if err != nil {
+		log.Error("starting process function", "error", err.Error())
+		os.Exit(1)
+	}
+	lambda.Start(h.Handle)
+}

@@ -1,0 +1,425 @@
+// Package local is the embedded local cloud: it wires the in-process S3 bucket, Kinesis stream,
+// Firehose, Lambda runtime, S3 trigger and event source mapping together with the real handlers, with
+// every setting read from template.yaml, so that `taxistream local` (and `make run`) runs the pipeline
+// that `sam deploy` deploys.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/taxistream/taxistream/internal/config"
+	"github.com/taxistream/taxistream/internal/ingest"
+	"github.com/taxistream/taxistream/internal/local/bucket"
+	"github.com/taxistream/taxistream/internal/local/esm"
+	"github.com/taxistream/taxistream/internal/local/firehose"
+	locallambda "github.com/taxistream/taxistream/internal/local/lambda"
+	"github.com/taxistream/taxistream/internal/local/stream"
+	"github.com/taxistream/taxistream/internal/local/trigger"
+	"github.com/taxistream/taxistream/internal/obs"
+	"github.com/taxistream/taxistream/internal/process"
+	"github.com/taxistream/taxistream/internal/samtemplate"
+)
+
+// Logical ids of the template's functions.
+const (
+	IngestFunction  = "IngestFunction"
+	ProcessFunction = "ProcessFunction"
+	ReplayFunction  = "ReplayFunction"
+)
+
+// Options configure a local cloud.
+type Options struct {
+	Dir          string            // state folder; default .taxistream
+	TemplatePath string            // default template.yaml
+	Overrides    map[string]string // template parameter overrides (ParameterKey → value)
+	StackName    string            // default taxistream
+	// LimitsOff turns the stream's per-shard throughput limits off (they are on by default, like AWS).
+	LimitsOff bool
+	Faults    stream.Faults
+	// ZoneLookup is a zone lookup CSV for ProcessFunction: a file path, or a key in the bucket. It
+	// overrides the template's ZONE_LOOKUP.
+	ZoneLookup string
+	// Logs receives the functions' JSON logs and EMF lines; default <Dir>/logs/functions.log.
+	Logs io.Writer
+	// Fresh empties the bucket folder first.
+	Fresh bool
+	// PollInterval of Firehose and the event source mapping; default 200 ms.
+	PollInterval time.Duration
+	// AsyncRetryDelays of the Lambda runtime; default 1 s, 2 s (AWS waits about 1 and 2 minutes).
+	AsyncRetryDelays []time.Duration
+}
+
+// Cloud is a running local cloud.
+type Cloud struct {
+	Settings *samtemplate.Settings
+	Bucket   *bucket.Bucket
+	Stream   *stream.Stream
+	Firehose *firehose.Firehose // nil when the template has none
+	ESM      *esm.ESM           // nil when ProcessFunction has no Kinesis event
+	Lambda   *locallambda.Runtime
+	Trigger  *trigger.Trigger
+
+	dir      string
+	logs     io.Writer
+	logFile  *os.File
+	mu       sync.Mutex
+	failures []string // keys of on-failure records written under <Dir>/failures/
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// Start builds the local cloud from the template and starts Firehose and the event source mapping.
+func Start(ctx context.Context, opts Options) (*Cloud, error) {
+	if opts.Dir == "" {
+		opts.Dir = ".taxistream"
+	}
+	if opts.TemplatePath == "" {
+		opts.TemplatePath = "template.yaml"
+	}
+	if opts.StackName == "" {
+		opts.StackName = "taxistream"
+	}
+	if opts.PollInterval == 0 {
+		opts.PollInterval = 200 * time.Millisecond
+	}
+	if len(opts.AsyncRetryDelays) == 0 {
+		opts.AsyncRetryDelays = []time.Duration{time.Second, 2 * time.Second}
+	}
+	tpl, err := samtemplate.Load(opts.TemplatePath)
+	if err != nil {
+		return nil, fmt.Errorf("reading the template: %w", err)
+	}
+	settings, err := tpl.ResolveWith(opts.Overrides, samtemplate.Resolver{StackName: opts.StackName, Region: "us-east-1", AccountID: "000000000000", Partition: "aws"})
+	if err != nil {
+		return nil, fmt.Errorf("resolving the template: %w", err)
+	}
+	c := &Cloud{Settings: settings, dir: opts.Dir}
+	if opts.Logs != nil {
+		c.logs = &syncWriter{w: opts.Logs}
+	}
+	if err := c.open(ctx, opts); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cloud) open(ctx context.Context, opts Options) error {
+	s := c.Settings
+	bucketDir := filepath.Join(opts.Dir, "bucket")
+	if opts.Fresh {
+		if err := os.RemoveAll(opts.Dir); err != nil {
+			return fmt.Errorf("emptying %s: %w", opts.Dir, err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(opts.Dir, "logs"), 0o755); err != nil {
+		return err
+	}
+	if c.logs == nil {
+		f, err := os.OpenFile(filepath.Join(opts.Dir, "logs", "functions.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("opening the function log: %w", err)
+		}
+		c.logFile, c.logs = f, &syncWriter{w: f}
+	}
+	var err error
+	if c.Bucket, err = bucket.Open(bucketDir, s.Bucket.Name); err != nil {
+		return fmt.Errorf("opening the local bucket: %w", err)
+	}
+	shards := s.Stream.ShardCount
+	if shards == 0 {
+		shards = 1 // ON_DEMAND starts with a few shards on AWS; one is enough locally
+	}
+	if c.Stream, err = stream.New(stream.Config{
+		Name: s.Stream.Name, Region: s.Region, ShardCount: shards, RetentionHours: s.Stream.RetentionHours,
+		LimitsOff: opts.LimitsOff, Faults: opts.Faults,
+	}); err != nil {
+		return fmt.Errorf("creating the local stream: %w", err)
+	}
+	c.Lambda = locallambda.New(locallambda.Config{
+		Region: s.Region, AccountID: s.AccountID, RetryDelays: opts.AsyncRetryDelays,
+		Logger: slog.New(slog.NewJSONHandler(c.logs, nil)),
+	})
+	if err := c.registerFunctions(ctx, opts); err != nil {
+		return err
+	}
+	if fh := s.Firehose; fh != nil {
+		if c.Firehose, err = firehose.New(firehose.Config{
+			DeliveryStreamName: fh.Name, StreamName: c.Stream.Name(), StreamARN: c.Stream.ARN(), Bucket: c.Bucket.Name(),
+			Prefix: fh.Prefix, ErrorOutputPrefix: fh.ErrorOutputPrefix, BufferSizeMiB: fh.BufferSizeMB,
+			BufferIntervalSeconds: fh.BufferIntervalSeconds, CompressionFormat: fh.CompressionFormat,
+			PollInterval: opts.PollInterval, Logger: slog.New(slog.NewJSONHandler(c.logs, nil)),
+		}, c.Stream, c.Bucket); err != nil {
+			return fmt.Errorf("creating the local Firehose: %w", err)
+		}
+	}
+	if fn, ok := s.Functions[ProcessFunction]; ok && len(fn.KinesisEvents) > 0 {
+		ev := fn.KinesisEvents[0]
+		if c.ESM, err = esm.New(esm.Config{
+			FunctionName: fn.Name, FunctionARN: c.Lambda.ARN(fn.Name), StreamARN: c.Stream.ARN(),
+			BatchSize: ev.BatchSize, MaximumBatchingWindowInSeconds: ev.MaximumBatchingWindowInSeconds,
+			StartingPosition: ev.StartingPosition, FunctionResponseTypes: ev.FunctionResponseTypes,
+			BisectBatchOnFunctionError: ev.BisectBatchOnFunctionError, MaximumRetryAttempts: ev.MaximumRetryAttempts,
+			MaximumRecordAgeInSeconds: ev.MaximumRecordAgeInSeconds, TumblingWindowInSeconds: ev.TumblingWindowInSeconds,
+			Invoke:       c.syncInvoker(fn.Name),
+			OnFailure:    c.onFailure("esm"),
+			PollInterval: opts.PollInterval,
+			Logger:       slog.New(slog.NewJSONHandler(c.logs, nil)),
+		}, c.Stream); err != nil {
+			return fmt.Errorf("creating the local event source mapping: %w", err)
+		}
+	}
+	if fn, ok := s.Functions[IngestFunction]; ok {
+		rules := make([]trigger.Rule, 0, len(fn.S3Events))
+		for _, e := range fn.S3Events {
+			rules = append(rules, trigger.Rule{ID: e.Name, Function: fn.Name, Events: e.Events, Prefix: e.Prefix, Suffix: e.Suffix})
+		}
+		if c.Trigger, err = trigger.New(trigger.Config{
+			Region: s.Region, Bucket: c.Bucket.Name(), Rules: rules, Logger: slog.New(slog.NewJSONHandler(c.logs, nil)),
+		}, c.Lambda); err != nil {
+			return fmt.Errorf("creating the local S3 trigger: %w", err)
+		}
+		c.Bucket.OnCreate(c.Trigger.Handle)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = cancel
+	for _, r := range []interface{ Run(context.Context) error }{c.Firehose, c.ESM} {
+		if r == nil || isNil(r) {
+			continue
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if err := r.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				fmt.Fprintf(c.logs, "{\"level\":\"ERROR\",\"msg\":\"local service stopped\",\"error\":%q}\n", err.Error())
+			}
+		}()
+	}
+	return nil
+}
+
+func isNil(r any) bool {
+	switch v := r.(type) {
+	case *firehose.Firehose:
+		return v == nil
+	case *esm.ESM:
+		return v == nil
+	}
+	return false
+}
+
+// registerFunctions builds the real handlers with the template's environment and registers them.
+func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
+	s := c.Settings
+	for id, fn := range s.Functions {
+		env := map[string]string{}
+		for k, v := range fn.Env {
+			env[k] = v
+		}
+		env["AWS_LAMBDA_LOG_LEVEL"] = fn.ApplicationLogLevel
+		if id == ProcessFunction && opts.ZoneLookup != "" {
+			env["ZONE_LOOKUP"] = opts.ZoneLookup
+		}
+		lf := locallambda.Function{
+			Timeout:              time.Duration(fn.TimeoutSeconds) * time.Second,
+			MemoryMB:             fn.MemoryMB,
+			Env:                  env,
+			MaximumRetryAttempts: &fn.Async.MaximumRetryAttempts,
+			MaximumEventAge:      time.Duration(fn.Async.MaximumEventAgeInSeconds) * time.Second,
+			OnFailure: func(ev locallambda.FailedEvent) {
+				c.onFailure("lambda-"+id)(context.Background(), ev.Record())
+			},
+		}
+		if fn.ReservedConcurrency != nil {
+			lf.ReservedConcurrency = *fn.ReservedConcurrency
+		}
+		getenv := c.Lambda.Getenv(fn.Name, lf)
+		var kind config.Function
+		switch id {
+		case IngestFunction:
+			kind = config.Ingest
+		case ProcessFunction:
+			kind = config.Process
+		case ReplayFunction:
+			kind = config.Replay
+		default:
+			continue // not a function of ours
+		}
+		cfg, err := config.Load(getenv, kind)
+		if err != nil {
+			return fmt.Errorf("configuring %s from the template: %w", id, err)
+		}
+		log := obs.NewLogger(c.logs, cfg.LogLevel).With("function", fn.Name)
+		switch id {
+		case IngestFunction:
+			h, err := ingest.New(cfg, ingest.Deps{S3: c.Bucket, Kinesis: c.Stream, Lambda: c.Lambda, Log: log, Metrics: c.logs})
+			if err != nil {
+				return fmt.Errorf("starting %s: %w", id, err)
+			}
+			lf.Handler = lambda.NewHandler(h.Handle)
+		case ProcessFunction:
+			h, err := process.New(cfg, process.Deps{S3: c.Bucket, Log: log, Metrics: c.logs})
+			if err != nil {
+				return fmt.Errorf("starting %s: %w", id, err)
+			}
+			lf.Handler = lambda.NewHandler(h.Handle)
+		case ReplayFunction:
+			h, err := newReplay(cfg, c, log)
+			if err != nil {
+				return fmt.Errorf("starting %s: %w", id, err)
+			}
+			lf.Handler = h
+		}
+		if err := c.Lambda.Register(fn.Name, lf); err != nil {
+			return fmt.Errorf("registering %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// FunctionName returns the deployed name of a function by logical id.
+func (c *Cloud) FunctionName(logicalID string) string { return c.Settings.Functions[logicalID].Name }
+
+// syncInvoker invokes a function synchronously through the runtime, as the event source mapping does.
+func (c *Cloud) syncInvoker(name string) func(ctx context.Context, payload []byte) ([]byte, error) {
+	return func(ctx context.Context, payload []byte) ([]byte, error) {
+		out, err := c.Lambda.Invoke(ctx, &awslambda.InvokeInput{
+			FunctionName: aws.String(name), InvocationType: lambdatypes.InvocationTypeRequestResponse, Payload: payload,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if out.FunctionError != nil {
+			return nil, fmt.Errorf("%s: %s: %s", name, aws.ToString(out.FunctionError), out.Payload)
+		}
+		return out.Payload, nil
+	}
+}
+
+// onFailure writes on-failure destination records as files under <Dir>/failures/<source>/: the local
+// stand-in for the SQS failure queue.
+func (c *Cloud) onFailure(source string) func(ctx context.Context, record []byte) error {
+	return func(ctx context.Context, record []byte) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		dir := filepath.Join(c.dir, "failures", source)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		name := filepath.Join(dir, fmt.Sprintf("%06d.json", len(c.failures)+1))
+		if err := os.WriteFile(name, record, 0o644); err != nil {
+			return err
+		}
+		c.failures = append(c.failures, name)
+		return nil
+	}
+}
+
+// Failures returns the files of the on-failure records written so far.
+func (c *Cloud) Failures() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.failures...)
+}
+
+// Busy reports whether anything is still moving: async invocations queued or running, records not yet
+// consumed by the event source mapping, Firehose reads pending.
+func (c *Cloud) Busy() bool {
+	if c.Lambda.Busy() {
+		return true
+	}
+	if c.ESM != nil && c.ESM.Busy() {
+		return true
+	}
+	if c.Firehose != nil && c.Firehose.Busy() {
+		return true
+	}
+	return false
+}
+
+// WaitIdle blocks until the pipeline has been idle for three polls in a row (or ctx ends).
+func (c *Cloud) WaitIdle(ctx context.Context) error {
+	quiet := 0
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for quiet < 3 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if c.Busy() {
+			quiet = 0
+		} else {
+			quiet++
+		}
+	}
+	return nil
+}
+
+// Drain waits until idle, then delivers what Firehose still buffers and closes the open tumbling
+// windows (locally at shutdown, without waiting for the window's wall-clock end), and waits again.
+func (c *Cloud) Drain(ctx context.Context) error {
+	if err := c.WaitIdle(ctx); err != nil {
+		return err
+	}
+	if c.ESM != nil {
+		if err := c.ESM.Drain(ctx); err != nil {
+			return fmt.Errorf("draining the event source mapping: %w", err)
+		}
+	}
+	if c.Firehose != nil {
+		// Busy describes the last poll: poll once more so everything written so far is read, then flush.
+		if err := c.Firehose.Poll(ctx); err != nil {
+			return fmt.Errorf("polling Firehose: %w", err)
+		}
+		if err := c.Firehose.Flush(ctx); err != nil {
+			return fmt.Errorf("flushing Firehose: %w", err)
+		}
+	}
+	return c.WaitIdle(ctx)
+}
+
+// Close stops the background services.
+func (c *Cloud) Close() error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+	if c.Lambda != nil {
+		c.Lambda.Close()
+	}
+	var err error
+	if c.Bucket != nil {
+		err = c.Bucket.Close()
+	}
+	if c.logFile != nil {
+		c.logFile.Close()
+	}
+	return err
+}
+
+// syncWriter serialises writes of whole lines from several goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}

@@ -1,0 +1,68 @@
+package process
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/taxistream/taxistream/internal/config"
+	"github.com/taxistream/taxistream/internal/kpl"
+)
+
+// BenchmarkProcess measures one batch of 10,000 trips (5 % invalid), plain or KPL-aggregated, through
+// de-aggregate (MD5 verified) + parse + de-duplicate + validate + enrich + Parquet and gzip encoding into an in-memory S3.
+// Reported: trips/s (one goroutine, so per core) and allocated bytes per batch (B/op).
+func BenchmarkProcess(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { benchmarkProcess(b, 1) })
+	b.Run("kpl20", func(b *testing.B) { benchmarkProcess(b, 20) })
+}
+
+// benchmarkProcess sends the 10,000 trips as KPL aggregates of perAggregate user records (1: plain).
+func benchmarkProcess(b *testing.B, perAggregate int) {
+	const n = 10000
+	datas := make([][]byte, n)
+	for i := range datas {
+		day, hour := 10+i%3, i%24
+		extra := fmt.Sprintf(`"record_id":"bench-%08d","pickup_datetime":"2019-01-%02dT%02d:05:00-05:00","dropoff_datetime":"2019-01-%02dT%02d:17:30-05:00","pu_location_id":%d,"do_location_id":%d,"trip_distance":%.2f`,
+			i, day, hour, day, hour, 1+i%265, 1+(i*7)%265, float64(i%90)/10)
+		if i%20 == 0 {
+			extra += `,"passenger_count":12`
+		}
+		datas[i] = yellowWith(extra)
+	}
+	var recs []events.KinesisEventRecord
+	for i := 0; i < n; i += perAggregate {
+		if perAggregate == 1 {
+			recs = append(recs, kinesisRecord(i, datas[i]))
+			continue
+		}
+		var urs []kpl.UserRecord
+		for _, d := range datas[i:min(n, i+perAggregate)] {
+			urs = append(urs, kpl.UserRecord{PartitionKey: "pk", Data: d})
+		}
+		recs = append(recs, kinesisRecord(i, kpl.Aggregate(urs)))
+	}
+	ev := eventOf(recs)
+	store := newFakeS3()
+	h, err := New(config.Config{Bucket: "bucket", MetricsNamespace: "taxistream"}, Deps{
+		S3: store, Log: slog.New(slog.DiscardHandler), Metrics: io.Discard,
+		Now: func() time.Time { return testNow }, Zones: testZones(b),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		resp, err := h.Handle(context.Background(), ev)
+		if err != nil || len(resp.BatchItemFailures) > 0 {
+			b.Fatal(resp, err)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "trips/s")
+}

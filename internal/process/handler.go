@@ -1,0 +1,384 @@
+// Package process is the ProcessFunction: the Kinesis-triggered consumer that de-aggregates KPL
+// records, validates and enriches each trip, writes valid trips as Parquet under processed/trips/,
+// invalid ones with reasons under quarantine/, and per-zone tumbling-window aggregates under
+// processed/zone_stats/ (DESIGN.md, process contract). RULES.md lists the validation rules.
+//
+// Output keys (shardId and the first sequence number of the batch name every object, so a retried
+// batch overwrites instead of duplicating):
+//
+//	processed/trips/pickup_date=YYYY-MM-DD/<shardId>-<firstSeq>.parquet    one per pickup date per batch
+//	quarantine/<YYYY-MM-DD|unknown>/<shardId>-<firstSeq>.jsonl.gz           one per pickup date per batch
+//	processed/zone_stats/window_start=<RFC 3339>/<shardId>.json             JSON lines, final invoke of a window
+//	processed/zone_stats/window_start=<RFC 3339>/<shardId>-<firstSeq>.json  when Lambda ended the window early
+package process
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/taxistream/taxistream/internal/config"
+	"github.com/taxistream/taxistream/internal/kpl"
+	"github.com/taxistream/taxistream/internal/obs"
+)
+
+// ObjectStore is the part of the S3 API the function uses, with the SDK's own signatures.
+type ObjectStore interface {
+	PutObject(ctx context.Context, params *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	GetObject(ctx context.Context, params *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+}
+
+var _ ObjectStore = (*s3.Client)(nil)
+
+// Deps are the function's collaborators.
+type Deps struct {
+	S3      ObjectStore
+	Log     *slog.Logger     // default: JSON on stdout at cfg.LogLevel
+	Metrics io.Writer        // EMF lines; default os.Stdout
+	Now     func() time.Time // default time.Now
+	Zones   *Zones           // a preloaded zone lookup; when nil, New loads cfg.ZoneLookup
+}
+
+// Handler processes Kinesis batches. It is safe for concurrent use.
+type Handler struct {
+	cfg         config.Config
+	s3          ObjectStore
+	log         *slog.Logger
+	metrics     io.Writer
+	now         func() time.Time
+	zones       *Zones
+	stateBudget int
+	encoders    sync.Pool
+}
+
+// zoneLoadTimeout bounds the zone lookup download at cold start.
+const zoneLoadTimeout = 30 * time.Second
+
+// New returns a Handler. It loads the zone lookup once (cfg.ZoneLookup: "s3://bucket/key", a file path
+// that exists, or else a key in cfg.Bucket; "" for none) unless d.Zones is set.
+func New(cfg config.Config, d Deps) (*Handler, error) {
+	if d.S3 == nil {
+		return nil, errors.New("process: Deps.S3 is required")
+	}
+	if cfg.Bucket == "" {
+		return nil, errors.New("process: cfg.Bucket is required")
+	}
+	h := &Handler{cfg: cfg, s3: d.S3, log: d.Log, metrics: d.Metrics, now: d.Now, zones: d.Zones, stateBudget: defaultStateBudget}
+	if h.log == nil {
+		h.log = obs.NewLogger(os.Stdout, cfg.LogLevel)
+	}
+	if h.metrics == nil {
+		h.metrics = os.Stdout
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	h.encoders.New = func() any { return &parquetEncoder{} }
+	if h.zones == nil && cfg.ZoneLookup != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), zoneLoadTimeout)
+		defer cancel()
+		z, err := loadZoneLookup(ctx, cfg, d.S3)
+		if err != nil {
+			return nil, err
+		}
+		h.zones = z
+		h.log.Info("zone lookup loaded", "source", cfg.ZoneLookup, "zones", z.Len())
+	}
+	return h, nil
+}
+
+// Zones returns the zone lookup in use (nil without one).
+func (h *Handler) Zones() *Zones { return h.zones }
+
+func loadZoneLookup(ctx context.Context, cfg config.Config, store ObjectStore) (*Zones, error) {
+	loc := cfg.ZoneLookup
+	bucket, key := cfg.Bucket, loc
+	switch {
+	case strings.HasPrefix(loc, "s3://"):
+		var ok bool
+		bucket, key, ok = strings.Cut(strings.TrimPrefix(loc, "s3://"), "/")
+		if !ok || bucket == "" || key == "" {
+			return nil, fmt.Errorf("ZONE_LOOKUP %q: want s3://bucket/key", loc)
+		}
+	default:
+		if _, err := os.Stat(loc); err == nil {
+			b, err := os.ReadFile(loc)
+			if err != nil {
+				return nil, fmt.Errorf("reading zone lookup %s: %w", loc, err)
+			}
+			z, err := loadZonesBytes(b)
+			if err != nil {
+				return nil, fmt.Errorf("loading zone lookup %s: %w", loc, err)
+			}
+			return z, nil
+		}
+		if filepath.IsAbs(loc) || strings.HasPrefix(loc, "./") || strings.HasPrefix(loc, "../") {
+			return nil, fmt.Errorf("zone lookup file %s does not exist", loc)
+		}
+	}
+	out, err := store.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, fmt.Errorf("getting zone lookup s3://%s/%s: %w", bucket, key, err)
+	}
+	defer out.Body.Close()
+	z, err := LoadZones(out.Body)
+	if err != nil {
+		return nil, fmt.Errorf("loading zone lookup s3://%s/%s: %w", bucket, key, err)
+	}
+	return z, nil
+}
+
+// unit status.
+const (
+	statusValid uint8 = iota
+	statusInvalid
+	statusDuplicate
+)
+
+// unit is one user record of the batch.
+type unit struct {
+	k         int    // index of its Kinesis record in the batch
+	sub       int    // index in its KPL aggregate (0 for a plain record)
+	data      []byte // the user record (for a corrupt aggregate: the whole Kinesis record data)
+	aggregate bool   // data is a corrupt aggregate, not a record
+	parsed    bool   // data is a JSON object
+	status    uint8
+	date      string // output partition date
+	t         trip
+	d         derived
+	rej       []Rejection
+}
+
+// batch is one invocation's worth of records.
+type batch struct {
+	ev       *events.KinesisTimeWindowEvent
+	shard    string
+	firstSeq string
+	units    []unit
+}
+
+// kplMagic starts every KPL aggregated record.
+var kplMagic = []byte{0xF3, 0x89, 0x9A, 0xC2}
+
+// Handle processes one batch; see the package documentation for outputs. On the first S3 write
+// failure it stops and reports the sequence number of the first Kinesis record whose outputs are not
+// durably written (batchItemFailures, never together with an error); see commit for the proof that a
+// retry from there writes no row twice. A failed zone_stats write on the final invoke of a window is
+// returned as an error (Lambda retries the final invoke until it succeeds).
+func (h *Handler) Handle(ctx context.Context, ev events.KinesisTimeWindowEvent) (events.KinesisTimeWindowEventResponse, error) {
+	now := h.now()
+	m := obs.NewMetrics(h.cfg.MetricsNamespace, map[string]string{"Function": "process"})
+	m.SetClock(h.now)
+	resp := events.KinesisTimeWindowEventResponse{BatchItemFailures: []events.KinesisBatchItemFailure{}}
+	resp.State = map[string]string{}
+
+	b := &batch{ev: &ev, shard: shardID(&ev)}
+	n := len(ev.Records)
+	if n > 0 {
+		b.firstSeq = ev.Records[0].Kinesis.SequenceNumber
+	}
+	m.Add("RecordsIn", obs.Count, float64(n))
+	if lag, ok := batchLag(&ev, now); ok {
+		m.Set("BatchLagMs", obs.Milliseconds, float64(lag.Milliseconds()))
+	}
+
+	h.prepare(b, now)
+	m.Add("UserRecords", obs.Count, float64(len(b.units)))
+
+	files := h.plan(b)
+	res := h.commit(ctx, b, files)
+	cut := res.cut
+	m.Add("BytesWritten", obs.Bytes, float64(res.bytes))
+	m.Add("ObjectsWritten", obs.Count, float64(res.objects))
+	m.Add("WriteFailures", obs.Count, float64(res.failures))
+	if res.residual > 0 {
+		m.Add("ResidualObjects", obs.Count, float64(res.residual))
+	}
+	if cut < n {
+		resp.BatchItemFailures = append(resp.BatchItemFailures, events.KinesisBatchItemFailure{ItemIdentifier: ev.Records[cut].Kinesis.SequenceNumber})
+		m.Add("RecordsFailed", obs.Count, float64(n-cut))
+	}
+
+	// Counters over the committed prefix (what a retry will not see again).
+	var valid, invalid, dups int
+	for i := range b.units {
+		u := &b.units[i]
+		if u.k >= cut {
+			break
+		}
+		switch u.status {
+		case statusValid:
+			valid++
+			for _, f := range u.d.flags {
+				m.Add("TripsFlagged_"+f, obs.Count, 1)
+			}
+		case statusInvalid:
+			invalid++
+			seen := map[string]bool{}
+			for _, r := range u.rej {
+				if !seen[r.Rule] {
+					seen[r.Rule] = true
+					m.Add("TripsInvalid_"+r.Rule, obs.Count, 1)
+				}
+			}
+		case statusDuplicate:
+			dups++
+		}
+	}
+	m.Add("TripsValid", obs.Count, float64(valid))
+	m.Add("TripsInvalid", obs.Count, float64(invalid))
+	m.Add("DuplicatesDropped", obs.Count, float64(dups))
+
+	attrs := []any{"shard_id", b.shard, "records", n, "user_records", len(b.units), "valid", valid,
+		"invalid", invalid, "duplicates", dups, "bytes", res.bytes, "objects", res.objects}
+	if n > 0 {
+		attrs = append(attrs, "first_seq", b.firstSeq, "last_seq", ev.Records[n-1].Kinesis.SequenceNumber)
+	}
+	if cut < n {
+		attrs = append(attrs, "failed_seq", ev.Records[cut].Kinesis.SequenceNumber, "error", errors.Join(res.errs...).Error())
+	}
+
+	var retErr error
+	if windowed(&ev) {
+		state, werr := h.window(ctx, b, cut, m, &attrs)
+		if werr != nil {
+			// Only on the final invoke, and only when every record was committed: report an error and
+			// no batchItemFailures, so Lambda retries the final invoke with the same state.
+			retErr = werr
+			resp = events.KinesisTimeWindowEventResponse{}
+		} else {
+			resp.State = state
+		}
+	}
+
+	level := slog.LevelInfo
+	if cut < n || retErr != nil {
+		level = slog.LevelWarn
+	}
+	h.log.Log(ctx, level, "process batch", attrs...)
+	if err := m.Write(h.metrics); err != nil {
+		h.log.WarnContext(ctx, "writing metrics", "error", err.Error())
+	}
+	if retErr != nil {
+		return events.KinesisTimeWindowEventResponse{}, retErr
+	}
+	return resp, nil
+}
+
+func windowed(ev *events.KinesisTimeWindowEvent) bool {
+	return !ev.Window.Start.IsZero() || !ev.Window.End.IsZero()
+}
+
+// shardID is the event's shardId, else the prefix of the first record's eventID ("shardId-…:seq").
+func shardID(ev *events.KinesisTimeWindowEvent) string {
+	if ev.ShardID != "" {
+		return ev.ShardID
+	}
+	if len(ev.Records) > 0 {
+		if s, _, ok := strings.Cut(ev.Records[0].EventID, ":"); ok && s != "" {
+			return s
+		}
+	}
+	return "unknown-shard"
+}
+
+func batchLag(ev *events.KinesisTimeWindowEvent, now time.Time) (time.Duration, bool) {
+	var oldest time.Time
+	for i := range ev.Records {
+		t := ev.Records[i].Kinesis.ApproximateArrivalTimestamp.Time
+		if t.IsZero() {
+			continue
+		}
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	if oldest.IsZero() {
+		return 0, false
+	}
+	lag := now.Sub(oldest)
+	if lag < 0 {
+		lag = 0
+	}
+	return lag, true
+}
+
+// prepare de-aggregates, parses, drops duplicates and validates every user record of the batch.
+func (h *Handler) prepare(b *batch, now time.Time) {
+	recs := b.ev.Records
+	// De-aggregate first into small headers, then allocate the (large) units once.
+	type userRecord struct {
+		k, sub int
+		data   []byte
+		rej    error
+	}
+	urecs := make([]userRecord, 0, len(recs))
+	for k := range recs {
+		kr := &recs[k].Kinesis
+		if !bytes.HasPrefix(kr.Data, kplMagic) {
+			urecs = append(urecs, userRecord{k: k, data: kr.Data})
+			continue
+		}
+		urs, err := kpl.Deaggregate(kr.Data, kr.PartitionKey, "")
+		if err != nil {
+			urecs = append(urecs, userRecord{k: k, data: kr.Data, rej: err})
+			continue
+		}
+		for j := range urs {
+			urecs = append(urecs, userRecord{k: k, sub: j, data: urs[j].Data})
+		}
+	}
+	b.units = make([]unit, len(urecs))
+	for i, ur := range urecs {
+		u := &b.units[i]
+		u.k, u.sub, u.data = ur.k, ur.sub, ur.data
+		if ur.rej != nil {
+			// De-aggregation is a pure function of the bytes: retrying cannot help, so a corrupt
+			// aggregate is a data problem. It is quarantined whole (base64) and counted, never dropped.
+			u.aggregate, u.status, u.date = true, statusInvalid, "unknown"
+			u.rej = []Rejection{{Rule: RuleCorruptAggregate, Detail: ur.rej.Error()}}
+		}
+	}
+	seen := make(map[string]struct{}, len(b.units))
+	for i := range b.units {
+		u := &b.units[i]
+		if u.aggregate {
+			continue
+		}
+		if err := parseTrip(u.data, &u.t); err != nil {
+			u.status, u.date = statusInvalid, "unknown"
+			u.rej = []Rejection{{Rule: RuleMalformedJSON, Detail: err.Error()}}
+			continue
+		}
+		u.parsed = true
+		if id := u.t.recordID; id.ok && id.v != "" {
+			if _, dup := seen[id.v]; dup {
+				u.status = statusDuplicate
+				continue
+			}
+			seen[id.v] = struct{}{}
+		}
+		u.rej = validate(&u.t, now, &u.d)
+		if len(u.rej) > 0 {
+			u.status = statusInvalid
+			u.date = "unknown"
+			if p := u.t.pickup; p.ok && p.year >= MinPickupYear && p.year <= now.Year() {
+				u.date = p.date
+			}
+			continue
+		}
+		u.status, u.date = statusValid, u.t.pickup.date
+	}
+}
