@@ -56,7 +56,8 @@ type Options struct {
 	Logs io.Writer
 	// Fresh empties the bucket folder first.
 	Fresh bool
-	// PollInterval of Firehose and the event source mapping; default 200 ms.
+	// PollInterval of Firehose and the event source mapping; default 500 ms. The two share the shard's
+	// read limit of 5 GetRecords calls per second, as on AWS: faster polling only gets throttled.
 	PollInterval time.Duration
 	// AsyncRetryDelays of the Lambda runtime; default 1 s, 2 s (AWS waits about 1 and 2 minutes).
 	AsyncRetryDelays []time.Duration
@@ -93,7 +94,7 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		opts.StackName = "taxistream"
 	}
 	if opts.PollInterval == 0 {
-		opts.PollInterval = 200 * time.Millisecond
+		opts.PollInterval = 500 * time.Millisecond
 	}
 	if len(opts.AsyncRetryDelays) == 0 {
 		opts.AsyncRetryDelays = []time.Duration{time.Second, 2 * time.Second}
