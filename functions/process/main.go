@@ -1,4 +1,6 @@
-// Command process is the ProcessFunction: the Kinesis-triggered consumer (internal/process).
+// Command process is ProcessFunction (DESIGN.md, process contract): the Kinesis-triggered consumer.
+// Wiring only; the logic is internal/process. JSON logs go to stderr, EMF metric lines to stdout
+// (as in functions/ingest).
 package main
 
 import (
@@ -16,7 +18,7 @@ import (
 
 func main() {
 	cfg, err := config.Load(os.Getenv, config.Process)
-	log := obs.NewLogger(os.Stdout, cfg.LogLevel)
+	log := obs.NewLogger(os.Stderr, cfg.LogLevel)
 	if err != nil {
 		log.Error("loading config", "error", err.Error())
 		os.Exit(1)
