@@ -32,21 +32,23 @@ func Root(t testing.TB) string {
 // CI reports whether the tests run under CI (CI=true), where nothing may be skipped for a missing peer.
 func CI() bool { return os.Getenv("CI") == "true" }
 
-// missing skips the test, or fails it under CI.
-func missing(t testing.TB, what string) {
+// missing skips the test, or fails it under CI. how says how to get what is missing.
+func missing(t testing.TB, what, how string) {
 	t.Helper()
 	if CI() {
-		t.Fatalf("%s (required when CI=true; `make test` installs the peers)", what)
+		t.Fatalf("%s (required when CI=true; %s)", what, how)
 	}
-	t.Skipf("skipped: %s", what)
+	t.Skipf("skipped: %s (%s)", what, how)
 }
+
+const sharedHow = "../shared sits beside the project root in the developers' and CI's checkouts"
 
 // TLCDir returns ../shared/data/tlc (relative to the module root), or skips (fails under CI) when absent.
 func TLCDir(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(Root(t), "..", "shared", "data", "tlc")
 	if _, err := os.Stat(dir); err != nil {
-		missing(t, "the shared TLC samples are absent ("+dir+")")
+		missing(t, "the shared TLC samples are absent ("+dir+")", sharedHow)
 	}
 	return dir
 }
@@ -56,7 +58,7 @@ func SharedFile(t testing.TB, rel string) string {
 	t.Helper()
 	p := filepath.Join(Root(t), "..", "shared", filepath.FromSlash(rel))
 	if _, err := os.Stat(p); err != nil {
-		missing(t, "../shared/"+rel+" is absent")
+		missing(t, "../shared/"+rel+" is absent", sharedHow)
 	}
 	return p
 }
@@ -70,7 +72,7 @@ func Tool(t testing.TB, env, def string) string {
 		p = filepath.Join(Root(t), filepath.FromSlash(def))
 	}
 	if _, err := os.Stat(p); err != nil {
-		missing(t, env+" not found at "+p+" (run `make tools`)")
+		missing(t, env+" not found at "+p, "`make test` builds and installs it: make tools build-native")
 	}
 	return p
 }
@@ -80,7 +82,7 @@ func Node(t testing.TB) string {
 	t.Helper()
 	p, err := exec.LookPath("node")
 	if err != nil {
-		missing(t, "node is not on PATH")
+		missing(t, "node is not on PATH", "install Node.js 20 or later")
 	}
 	return p
 }
