@@ -1,0 +1,688 @@
+package main_test
+
+// The built IngestFunction bootstrap (bin/native/ingest/bootstrap, `make build-native`) under the AWS
+// Lambda Runtime Interface Emulator, with real peers on loopback: gofakes3 over HTTP as S3, kinesis-mock
+// as Kinesis (created and read back with the real SDK client) and a recording fake of the Lambda Invoke
+// REST route for continuations. The records read back from the stream are compared, record by record,
+// with a local run of internal/convert on the same file.
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	kinesistypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/taxistream/taxistream/internal/convert"
+	"github.com/taxistream/taxistream/internal/ingest"
+	"github.com/taxistream/taxistream/internal/kpl"
+	"github.com/taxistream/taxistream/internal/testenv"
+	"github.com/taxistream/taxistream/internal/testpeers"
+)
+
+// What events/s3-put.json names: the bucket, the key as S3 sends it (form-encoded) and decoded.
+const (
+	eventBucket     = "taxistream-123456789012-us-east-1"
+	eventRawKey     = "raw/2019/yellow+tripdata%2Bsample.csv"
+	eventKey        = "raw/2019/yellow tripdata+sample.csv"
+	eventETag       = "0f343b0931126a20f133d67c2b018a3b"
+	eventSizeField  = `"size": 2048`
+	functionName    = "taxistream-IngestFunction-test"
+	sampleFile      = "samples/yellow_rides_2020-07.csv"
+	sampleRows      = 266 // ../shared/data/tlc/README.md
+	streamShards    = 2
+	kinesisReadWait = 30 * time.Second
+)
+
+// peers are the real peers one IngestFunction talks to.
+type peers struct {
+	s3      *testpeers.S3
+	kinesis *kinesis.Client
+	lambda  *fakeLambda
+	env     map[string]string
+}
+
+func startPeers(t *testing.T) *peers {
+	t.Helper()
+	s3 := testpeers.StartS3(t)
+	s3.CreateBucket(t, eventBucket)
+	endpoint := testpeers.StartKinesisMock(t)
+	p := &peers{
+		s3: s3,
+		kinesis: kinesis.New(kinesis.Options{
+			BaseEndpoint: aws.String(endpoint),
+			Region:       testpeers.FakeRegion,
+			Credentials:  credentials.NewStaticCredentialsProvider(testpeers.FakeAccessKeyID, testpeers.FakeSecretAccessKey, ""),
+		}),
+		lambda: startFakeLambda(t),
+	}
+	p.env = s3.Env()
+	p.env["AWS_ENDPOINT_URL_KINESIS"] = endpoint
+	p.env["AWS_ENDPOINT_URL_LAMBDA"] = p.lambda.URL
+	p.env["BUCKET_NAME"] = eventBucket
+	p.env["AWS_LAMBDA_FUNCTION_NAME"] = functionName
+	return p
+}
+
+// envFor is the function's environment for stream, plus extra.
+func (p *peers) envFor(stream string, extra map[string]string) map[string]string {
+	env := map[string]string{"STREAM_NAME": stream}
+	for k, v := range p.env {
+		env[k] = v
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
+// createStream creates a stream in kinesis-mock and waits (bounded) until it is ACTIVE.
+func (p *peers) createStream(t *testing.T, ctx context.Context, name string, shards int32) {
+	t.Helper()
+	if _, err := p.kinesis.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name), ShardCount: aws.Int32(shards)}); err != nil {
+		t.Fatalf("CreateStream %s: %v", name, err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := p.kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		if err == nil && out.StreamDescriptionSummary.StreamStatus == kinesistypes.StreamStatusActive {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream %s not ACTIVE after 20s (last error %v)", name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// streamRecord is one user record read back from the stream.
+type streamRecord struct {
+	ID           string
+	Data         string
+	PartitionKey string
+	Shard        string
+}
+
+// readStream reads every shard of the stream from TRIM_HORIZON to its end and de-aggregates (MD5
+// verified) what it finds.
+func (p *peers) readStream(t *testing.T, ctx context.Context, name string) []streamRecord {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, kinesisReadWait)
+	defer cancel()
+	shards, err := p.kinesis.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(name)})
+	if err != nil {
+		t.Fatalf("ListShards %s: %v", name, err)
+	}
+	var out []streamRecord
+	for _, sh := range shards.Shards {
+		it, err := p.kinesis.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
+			StreamName: aws.String(name), ShardId: sh.ShardId, ShardIteratorType: kinesistypes.ShardIteratorTypeTrimHorizon,
+		})
+		if err != nil {
+			t.Fatalf("GetShardIterator %s: %v", aws.ToString(sh.ShardId), err)
+		}
+		iter := it.ShardIterator
+		for calls := 0; ; calls++ {
+			if calls == 1000 {
+				t.Fatalf("shard %s: still records after 1000 GetRecords calls", aws.ToString(sh.ShardId))
+			}
+			got, err := p.kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
+			if err != nil {
+				t.Fatalf("GetRecords %s: %v", aws.ToString(sh.ShardId), err)
+			}
+			if len(got.Records) == 0 {
+				break // everything was written before the read began: an empty page is the end
+			}
+			subs, err := kpl.DeaggregateRecords(got.Records)
+			if err != nil {
+				t.Fatalf("de-aggregating shard %s: %v", aws.ToString(sh.ShardId), err)
+			}
+			for _, s := range subs {
+				var id struct {
+					RecordID string `json:"record_id"`
+				}
+				if err := json.Unmarshal(s.Data, &id); err != nil || id.RecordID == "" {
+					t.Fatalf("record %s/%d of shard %s has no record_id (%v): %.200s", s.SequenceNumber, s.SubSequenceNumber, aws.ToString(sh.ShardId), err, s.Data)
+				}
+				out = append(out, streamRecord{ID: id.RecordID, Data: string(s.Data), PartitionKey: s.PartitionKey, Shard: aws.ToString(sh.ShardId)})
+			}
+			iter = got.NextShardIterator
+			if iter == nil {
+				break // closed shard
+			}
+		}
+	}
+	return out
+}
+
+// localRun is internal/convert's view of a file: what the function must have sent.
+type localRun struct {
+	records  map[string]streamRecord // by record_id
+	rejected int
+}
+
+func convertLocally(t *testing.T, data []byte, key, version string) localRun {
+	t.Helper()
+	rr, err := convert.NewCSVReader(bytes.NewReader(data), convert.Options{
+		Source: convert.Source{Bucket: eventBucket, Key: key, Version: version}, FileName: key,
+	})
+	if err != nil {
+		t.Fatalf("local convert: %v", err)
+	}
+	run := localRun{records: map[string]streamRecord{}}
+	for {
+		rec, err := rr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var re *convert.RowError
+			if !errors.As(err, &re) {
+				t.Fatalf("local convert: %v", err)
+			}
+			run.rejected++
+			continue
+		}
+		if _, dup := run.records[rec.ID]; dup {
+			t.Fatalf("local convert: record_id %s twice", rec.ID)
+		}
+		run.records[rec.ID] = streamRecord{ID: rec.ID, Data: string(rec.JSON), PartitionKey: rr.Value("pu_location_id")}
+	}
+	return run
+}
+
+// compareStream checks that the stream holds exactly the local records, each once, with the same bytes
+// and the configured partition key (pu_location_id).
+func compareStream(t *testing.T, got []streamRecord, want localRun) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, r := range got {
+		seen[r.ID]++
+		w, ok := want.records[r.ID]
+		if !ok {
+			t.Errorf("stream has record_id %s that the local convert does not produce", r.ID)
+			continue
+		}
+		if seen[r.ID] == 1 && r.Data != w.Data {
+			t.Errorf("record %s: stream data differs from the local convert\n got %s\nwant %s", r.ID, r.Data, w.Data)
+		}
+		if seen[r.ID] == 1 && w.PartitionKey != "" && r.PartitionKey != w.PartitionKey {
+			t.Errorf("record %s: partition key %q, want pu_location_id %q", r.ID, r.PartitionKey, w.PartitionKey)
+		}
+	}
+	var dups []string
+	for id, n := range seen {
+		if n > 1 {
+			dups = append(dups, fmt.Sprintf("%s×%d", id, n))
+		}
+	}
+	if len(dups) > 0 {
+		slices.Sort(dups)
+		t.Errorf("%d record_ids more than once in the stream: %v", len(dups), dups)
+	}
+	missing := 0
+	for id := range want.records {
+		if seen[id] == 0 {
+			missing++
+		}
+	}
+	if missing > 0 || len(got) != len(want.records) {
+		t.Errorf("stream has %d user records (%d distinct), local convert %d; %d missing", len(got), len(seen), len(want.records), missing)
+	}
+}
+
+// fakeLambda is the Lambda Invoke REST route (POST /2015-03-31/functions/<name>/invocations), recording
+// every call and answering asynchronous ones with 202 like Lambda.
+type fakeLambda struct {
+	URL   string
+	mu    sync.Mutex
+	calls []lambdaCall
+}
+
+type lambdaCall struct {
+	Function       string
+	InvocationType string
+	Payload        []byte
+}
+
+var invokePath = regexp.MustCompile(`^/2015-03-31/functions/([^/]+)/invocations$`)
+
+func startFakeLambda(t *testing.T) *fakeLambda {
+	t.Helper()
+	f := &fakeLambda{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := invokePath.FindStringSubmatch(r.URL.Path)
+		if r.Method != http.MethodPost || m == nil {
+			w.Header().Set("X-Amzn-ErrorType", "ResourceNotFoundException")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"Type":"User","message":"unknown route"}`)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		typ := r.Header.Get("X-Amz-Invocation-Type")
+		f.mu.Lock()
+		f.calls = append(f.calls, lambdaCall{Function: m[1], InvocationType: typ, Payload: body})
+		f.mu.Unlock()
+		if typ == "Event" {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, "null")
+	}))
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	return f
+}
+
+// take returns the calls recorded since the last take.
+func (f *fakeLambda) take() []lambdaCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.calls
+	f.calls = nil
+	return c
+}
+
+// s3PutEvent returns events/s3-put.json with its eTag and size replaced by the uploaded object's and,
+// when rawKey is not "", its key replaced. The rest of the file's bytes stay as they are. The ETag must
+// match: the function pins its GETs to the notification's ETag with If-Match, which real S3 enforces
+// (gofakes3 ignores If-Match on GET, so a stale ETag would pass here and fail on AWS).
+func s3PutEvent(t *testing.T, etag string, size int, rawKey string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.Root(t), "events", "s3-put.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct{ old, new string }{
+		{`"` + eventETag + `"`, `"` + strings.Trim(etag, `"`) + `"`},
+		{eventSizeField, fmt.Sprintf(`"size": %d`, size)},
+		{`"` + eventRawKey + `"`, `"` + cmp.Or(rawKey, eventRawKey) + `"`},
+	} {
+		if !bytes.Contains(b, []byte(r.old)) {
+			t.Fatalf("events/s3-put.json no longer contains %s: update this test", r.old)
+		}
+		b = bytes.Replace(b, []byte(r.old), []byte(r.new), 1)
+	}
+	return b
+}
+
+// result decodes the function's response.
+func result(t *testing.T, body []byte) ingest.Result {
+	t.Helper()
+	var r ingest.Result
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatalf("decoding the response %s: %v", body, err)
+	}
+	return r
+}
+
+// manifest reads a manifest from the bucket.
+func manifest(t *testing.T, s3 *testpeers.S3, key string) ingest.Manifest {
+	t.Helper()
+	var m ingest.Manifest
+	if err := json.Unmarshal(s3.Get(t, eventBucket, key), &m); err != nil {
+		t.Fatalf("decoding manifest %s: %v", key, err)
+	}
+	return m
+}
+
+// jsonLines returns the JSON objects among the lines of s.
+func jsonLines(s string) []map[string]any {
+	var out []map[string]any
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestBootstrapUnderRIE runs events/s3-put.json (its ETag and size set to the uploaded sample's) on the
+// bootstrap. The first three subtests are steps on one emulator and bucket, in order (the duplicate
+// needs the first notification's manifest); the continuation chain has its own emulator and stream.
+func TestBootstrapUnderRIE(t *testing.T) {
+	bootstrap := testenv.Bootstrap(t, "ingest")
+	testenv.RIE(t)
+	data, err := os.ReadFile(filepath.Join(testenv.TLCDir(t), filepath.FromSlash(sampleFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p := startPeers(t)
+	const stream = "taxistream-rie"
+	p.createStream(t, ctx, stream, streamShards)
+	etag := p.s3.Put(t, eventBucket, eventKey, data)
+	version := strings.Trim(etag, `"`)
+	want := convertLocally(t, data, eventKey, version)
+	if len(want.records)+want.rejected != sampleRows {
+		t.Fatalf("local convert: %d records + %d rejected, want %d rows", len(want.records), want.rejected, sampleRows)
+	}
+	event := s3PutEvent(t, etag, len(data), "")
+
+	rie := testpeers.StartRIE(t, bootstrap, p.envFor(stream, nil))
+
+	t.Run("first notification", func(t *testing.T) {
+		body, err := rie.Invoke(ctx, event)
+		if err != nil {
+			t.Fatalf("Invoke: %v (body %s)", err, body)
+		}
+		res := result(t, body)
+		if len(res.Objects) != 1 {
+			t.Fatalf("response has %d objects, want 1: %s", len(res.Objects), body)
+		}
+		o := res.Objects[0]
+		if o.Outcome != ingest.OutcomeDone || o.Bucket != eventBucket || o.Key != eventKey || o.Version != version {
+			t.Errorf("object = %+v, want outcome done for s3://%s/%s version %s", o, eventBucket, eventKey, version)
+		}
+		if o.RowsRead != sampleRows || o.RowsRead != o.RecordsSent+o.Rejected || o.Failed != 0 {
+			t.Errorf("rows_read %d, records_sent %d, rejected %d, failed %d: want %d rows = sent + rejected, none failed",
+				o.RowsRead, o.RecordsSent, o.Rejected, o.Failed, sampleRows)
+		}
+		if o.RecordsSent != int64(len(want.records)) || o.Rejected != int64(want.rejected) {
+			t.Errorf("records_sent %d, rejected %d; the local convert gives %d and %d", o.RecordsSent, o.Rejected, len(want.records), want.rejected)
+		}
+
+		mkey := ingest.ManifestKey(eventKey, version, "")
+		if o.Manifest != mkey {
+			t.Errorf("manifest %q, want %q", o.Manifest, mkey)
+		}
+		m := manifest(t, p.s3, mkey)
+		if m.Status != ingest.StatusDone || m.Counts.RowsRead != sampleRows || m.Counts.RecordsSent != o.RecordsSent ||
+			m.Counts.Rejected != o.Rejected || m.Continuations != 0 || m.Claims != 1 || m.FinishedAt.IsZero() {
+			t.Errorf("manifest = status %s counts %+v continuations %d claims %d finished %v; want done with the response's counts, 0 continuations, 1 claim",
+				m.Status, m.Counts, m.Continuations, m.Claims, m.FinishedAt)
+		}
+
+		// The manifest was created with If-None-Match: * and finished with If-Match (conditional writes
+		// on the wire, which gofakes3 enforces).
+		var creates, matches int
+		for _, r := range p.s3.Requests("/" + eventBucket + "/" + mkey) {
+			if r.Method != http.MethodPut {
+				continue
+			}
+			if r.Header.Get("If-None-Match") == "*" {
+				creates++
+			}
+			if r.Header.Get("If-Match") != "" {
+				matches++
+			}
+		}
+		if creates != 1 || matches < 1 {
+			t.Errorf("manifest PUTs: %d with If-None-Match: *, %d with If-Match; want 1 and at least 1", creates, matches)
+		}
+		// The object GET is pinned to the notification's ETag.
+		var gets int
+		for _, r := range p.s3.Requests("/" + eventBucket + "/" + eventKey) {
+			if r.Method == http.MethodGet {
+				gets++
+				if r.Header.Get("If-Match") != etag {
+					t.Errorf("GET of the object with If-Match %q, want %q", r.Header.Get("If-Match"), etag)
+				}
+			}
+		}
+		if gets != 1 {
+			t.Errorf("%d GETs of the object, want 1", gets)
+		}
+
+		got := p.readStream(t, ctx, stream)
+		compareStream(t, got, want)
+		shards := map[string]int{}
+		for _, r := range got {
+			shards[r.Shard]++
+		}
+		if len(shards) != streamShards {
+			t.Errorf("records landed on shards %v, want all %d shards used (partition key pu_location_id)", shards, streamShards)
+		}
+
+		if calls := p.lambda.take(); len(calls) != 0 {
+			t.Errorf("the function invoked Lambda %d times for a small file: %+v", len(calls), calls)
+		}
+
+		// Outputs: the JSON summary log line and the EMF line of this invocation.
+		var summary, emf map[string]any
+		for _, l := range jsonLines(rie.Stdout()) {
+			if l["msg"] == "ingest summary" {
+				summary = l
+			}
+			if _, ok := l["_aws"]; ok {
+				emf = l
+			}
+		}
+		if summary == nil {
+			t.Errorf("no JSON \"ingest summary\" log line in the function's output:\n%s", rie.Stdout())
+		} else if summary["outcome"] != ingest.OutcomeDone || summary["rows"] != float64(sampleRows) || summary["level"] != "INFO" {
+			t.Errorf("summary line = %v, want level INFO, outcome done, rows %d", summary, sampleRows)
+		}
+		if emf == nil {
+			t.Errorf("no EMF line in the function's output:\n%s", rie.Stdout())
+		} else {
+			meta, _ := emf["_aws"].(map[string]any)
+			if _, ok := meta["CloudWatchMetrics"]; !ok || emf["RowsRead"] != float64(sampleRows) ||
+				emf["RecordsSent"] != float64(o.RecordsSent) || emf["Function"] != "ingest" {
+				t.Errorf("EMF line = %v, want CloudWatchMetrics, RowsRead %d, RecordsSent %d, Function ingest", emf, sampleRows, o.RecordsSent)
+			}
+		}
+		if d, ok := rie.InitDuration(); ok {
+			t.Logf("IngestFunction INIT duration under the RIE: %v", d)
+		} else {
+			t.Errorf("no INIT REPORT in the emulator's log")
+		}
+	})
+
+	t.Run("duplicate notification", func(t *testing.T) {
+		before := len(p.readStream(t, ctx, stream))
+		body, err := rie.Invoke(ctx, event)
+		if err != nil {
+			t.Fatalf("Invoke: %v (body %s)", err, body)
+		}
+		res := result(t, body)
+		if len(res.Objects) != 1 || res.Objects[0].Outcome != ingest.OutcomeDuplicate || res.Objects[0].RowsRead != 0 {
+			t.Fatalf("response %s, want one object with outcome duplicate and no rows", body)
+		}
+		if after := len(p.readStream(t, ctx, stream)); after != before {
+			t.Errorf("the stream went from %d to %d user records on a duplicate notification", before, after)
+		}
+		if m := manifest(t, p.s3, ingest.ManifestKey(eventKey, version, "")); m.Status != ingest.StatusDone || m.Claims != 1 {
+			t.Errorf("manifest after a duplicate: status %s, claims %d; want done, 1", m.Status, m.Claims)
+		}
+	})
+
+	t.Run("key outside raw", func(t *testing.T) {
+		before := len(p.readStream(t, ctx, stream))
+		outside := s3PutEvent(t, etag, len(data), "incoming/2019/yellow.csv")
+		body, err := rie.Invoke(ctx, outside)
+		if err != nil {
+			t.Fatalf("Invoke: %v (body %s)", err, body)
+		}
+		res := result(t, body)
+		if len(res.Objects) != 1 || res.Objects[0].Outcome != ingest.OutcomeSkipped || res.Objects[0].Key != "incoming/2019/yellow.csv" {
+			t.Fatalf("response %s, want one object incoming/2019/yellow.csv with outcome skipped", body)
+		}
+		if reqs := p.s3.Requests("/" + eventBucket + "/incoming/"); len(reqs) != 0 {
+			t.Errorf("the function made %d S3 requests for a key outside raw/", len(reqs))
+		}
+		if reqs := p.s3.Requests("/" + eventBucket + "/state/ingest/incoming/"); len(reqs) != 0 {
+			t.Errorf("the function made %d manifest requests for a key outside raw/", len(reqs))
+		}
+		if after := len(p.readStream(t, ctx, stream)); after != before {
+			t.Errorf("the stream went from %d to %d user records for a skipped key", before, after)
+		}
+		if !strings.Contains(rie.Stdout(), "refusing key outside raw/") {
+			t.Errorf("no log line about the refused key in the function's output")
+		}
+	})
+
+	t.Run("continuation chain", func(t *testing.T) {
+		testContinuationChain(t, ctx, p, bootstrap, data)
+	})
+}
+
+// Continuations: the function timeout (AWS_LAMBDA_FUNCTION_TIMEOUT, which the emulator turns into the
+// invoke deadline) minus DEADLINE_MARGIN leaves each invocation a one-second reading window, and the
+// object is several times what one window can send: without KPL aggregation every row is one Kinesis
+// record, and the producer paces a shard to the Kinesis write limit of 1,000 records/s, so Put blocks
+// and the read loop reaches the stop point. (With aggregation the whole file fits in the producer's
+// buffer and is read long before the stop point; only the final flush would take time.) Each invocation
+// must checkpoint, hand over with an asynchronous Invoke of itself carrying a continuation event, and the
+// next must resume with a ranged GET at the checkpoint. The events the fake Lambda received are run on
+// the bootstrap in turn, as Lambda would; the union of what every invocation sent must be the local
+// convert's records, each exactly once. Where the cuts fall depends on timing; what is asserted does not.
+const (
+	// continuationRepeat copies of the sample's rows (2,660) are more than one invocation can send on one
+	// shard whatever the machine's speed: 1,000 (the pacer's full bucket) + 1,000 (one second of refill)
+	// + fewer than 500 waiting for a full request, so at least one continuation always happens.
+	continuationRepeat  = 10
+	continuationTimeout = "3"  // AWS_LAMBDA_FUNCTION_TIMEOUT, whole seconds
+	continuationMargin  = "2s" // DEADLINE_MARGIN: leaves a 1 s reading window; covers the final flush of < 1,000 records
+	continuationLinks   = 20   // bound on the chain length in this test
+	continuationKey     = "raw/2020/yellow_rides_2020-07_x10.csv"
+)
+
+func testContinuationChain(t *testing.T, ctx context.Context, p *peers, bootstrap string, sample []byte) {
+	body := repeatRows(t, sample, continuationRepeat)
+	etag := p.s3.Put(t, eventBucket, continuationKey, body)
+	version := strings.Trim(etag, `"`)
+	want := convertLocally(t, body, continuationKey, version)
+	if got := len(want.records) + want.rejected; got != sampleRows*continuationRepeat {
+		t.Fatalf("local convert of the repeated file: %d rows, want %d", got, sampleRows*continuationRepeat)
+	}
+	const stream = "taxistream-rie-continuation"
+	p.createStream(t, ctx, stream, 1)
+	rie := testpeers.StartRIE(t, bootstrap, p.envFor(stream, map[string]string{
+		"AWS_LAMBDA_FUNCTION_TIMEOUT": continuationTimeout,
+		"DEADLINE_MARGIN":             continuationMargin,
+		"KPL_AGGREGATION":             "false",
+	}))
+	// Warm the emulator first: the cold start would otherwise eat into the first window.
+	if b, err := rie.Invoke(ctx, s3PutEvent(t, etag, len(body), "incoming/warm-up.csv")); err != nil {
+		t.Fatalf("warm-up Invoke: %v (body %s)", err, b)
+	}
+	p.lambda.take()
+
+	payload := s3PutEvent(t, etag, len(body), continuationKey)
+	var outcomes []string
+	var rows int64
+	for link := 0; ; link++ {
+		if link == continuationLinks {
+			t.Fatalf("object not done after %d invocations (outcomes %v)", link, outcomes)
+		}
+		resp, err := rie.Invoke(ctx, payload)
+		if err != nil {
+			t.Fatalf("invocation %d: %v (body %s)", link, err, resp)
+		}
+		res := result(t, resp)
+		if len(res.Objects) != 1 {
+			t.Fatalf("invocation %d: %d objects in %s", link, len(res.Objects), resp)
+		}
+		o := res.Objects[0]
+		outcomes = append(outcomes, o.Outcome)
+		rows += o.RowsRead
+		if o.Continuation != link {
+			t.Errorf("invocation %d: continuation %d in the response, want %d", link, o.Continuation, link)
+		}
+		calls := p.lambda.take()
+		if o.Outcome == ingest.OutcomeDone {
+			if len(calls) != 0 {
+				t.Errorf("the last invocation also invoked Lambda: %+v", calls)
+			}
+			break
+		}
+		if o.Outcome != ingest.OutcomeContinued || o.RowsRead == 0 {
+			t.Fatalf("invocation %d: outcome %s (%s) after %d rows, want continued with rows read (outcomes so far %v)",
+				link, o.Outcome, o.Reason, o.RowsRead, outcomes)
+		}
+		if len(calls) != 1 {
+			t.Fatalf("invocation %d handed over with %d Lambda invokes, want 1: %+v", link, len(calls), calls)
+		}
+		c := calls[0]
+		if c.Function != functionName || c.InvocationType != "Event" {
+			t.Errorf("continuation sent to %q with invocation type %q, want %q and Event", c.Function, c.InvocationType, functionName)
+		}
+		var ev ingest.Event
+		if err := json.Unmarshal(c.Payload, &ev); err != nil {
+			t.Fatalf("continuation payload %s: %v", c.Payload, err)
+		}
+		if ev.Kind != ingest.KindContinuation || ev.Bucket != eventBucket || ev.Key != continuationKey ||
+			strings.Trim(ev.ETag, `"`) != version || ev.Continuation != link+1 {
+			t.Errorf("continuation event %+v, want kind continuation, s3://%s/%s, etag %s, continuation %d",
+				ev, eventBucket, continuationKey, version, link+1)
+		}
+		payload = c.Payload
+	}
+	t.Logf("%d rows in %d invocations: %v", rows, len(outcomes), outcomes)
+	if len(outcomes) < 2 {
+		t.Fatalf("the object was done in one invocation: no continuation was exercised (raise continuationRepeat)")
+	}
+	if rows != int64(sampleRows*continuationRepeat) {
+		t.Errorf("the invocations read %d rows in all, want %d", rows, sampleRows*continuationRepeat)
+	}
+	m := manifest(t, p.s3, ingest.ManifestKey(continuationKey, version, ""))
+	if m.Status != ingest.StatusDone || m.Continuations != len(outcomes)-1 || m.Claims != len(outcomes) ||
+		m.Counts.RowsRead != int64(sampleRows*continuationRepeat) || m.Counts.RowsRead != m.Counts.RecordsSent+m.Counts.Rejected {
+		t.Errorf("manifest: status %s, continuations %d, claims %d, counts %+v; want done, %d, %d, %d rows = sent + rejected",
+			m.Status, m.Continuations, m.Claims, m.Counts, len(outcomes)-1, len(outcomes), sampleRows*continuationRepeat)
+	}
+
+	// Every invocation after the first resumed with a ranged GET from its checkpoint, at increasing offsets.
+	var ranges []string
+	for _, r := range p.s3.Requests("/" + eventBucket + "/" + continuationKey) {
+		if r.Method == http.MethodGet {
+			ranges = append(ranges, r.Header.Get("Range"))
+		}
+	}
+	if len(ranges) != len(outcomes) || ranges[0] != "" {
+		t.Fatalf("GETs of the object with ranges %q, want %d: the first without a range", ranges, len(outcomes))
+	}
+	last := int64(0)
+	for _, r := range ranges[1:] {
+		var off int64
+		if _, err := fmt.Sscanf(r, "bytes=%d-", &off); err != nil || off <= last || off >= int64(len(body)) || body[off-1] != '\n' {
+			t.Errorf("ranged GET %q: want bytes=<offset>- at the start of a row, after %d", r, last)
+		}
+		last = off
+	}
+
+	compareStream(t, p.readStream(t, ctx, stream), want)
+}
+
+// repeatRows returns the CSV's header followed by its data rows n times (LF line ends).
+func repeatRows(t *testing.T, csv []byte, n int) []byte {
+	t.Helper()
+	header, rows, ok := bytes.Cut(csv, []byte("\n"))
+	if !ok {
+		t.Fatal("the sample has no header line")
+	}
+	rows = bytes.TrimRight(rows, "\n")
+	var b bytes.Buffer
+	b.Write(header)
+	for range n {
+		b.WriteByte('\n')
+		b.Write(rows)
+	}
+	b.WriteByte('\n')
+	return b.Bytes()
+}
