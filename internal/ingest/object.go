@@ -211,7 +211,8 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 	}
 	r.src = src
 	defer src.close()
-	pc := producer.Config{StreamName: h.cfg.Stream, Aggregate: h.cfg.Aggregate, Logger: h.log}
+	pc := producer.Config{StreamName: h.cfg.Stream, Aggregate: h.cfg.Aggregate, Logger: h.log,
+		MaxBufferedBytes: bufferFor(h.cfg.DeadlineMargin)}
 	if strings.HasPrefix(h.cfg.Stream, "arn:") {
 		pc.StreamName, pc.StreamARN = "", h.cfg.Stream
 	}
@@ -453,4 +454,13 @@ func (h *Handler) invokeSelf(ctx context.Context, ev Event) error {
 		return fmt.Errorf("invoking %s: %s", name, aws.ToString(out.FunctionError))
 	}
 	return nil
+}
+
+// bufferFor sizes the producer's buffer so that what it holds at a hand-over can be written within the
+// deadline margin even on a single shard: half the margin at one shard's write limit (1 MiB/s), between
+// 256 KiB and the producer's default. A small margin means smaller, more frequent writes, never a
+// final flush that outlasts the invocation.
+func bufferFor(margin time.Duration) int {
+	b := int(margin.Seconds() / 2 * float64(producer.ShardBytesPerSecond))
+	return min(max(b, 256<<10), producer.DefaultMaxBufferedBytes)
 }
