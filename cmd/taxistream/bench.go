@@ -2,11 +2,98 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/taxistream/taxistream/internal/bench"
 )
 
-// cmdBench is not built yet (see the open issues).
+// cmdBench measures conversion, shard saturation, ingest, the consumer and cold starts (issue 9) and
+// writes a table to stdout and the numbers as JSON. `bench --child MODE ...` is the hidden mode in
+// which the command re-executes itself to measure one thing in a fresh process.
 func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return errors.New("bench: not implemented yet")
+	if len(args) > 0 && (args[0] == "--child" || args[0] == "-child") {
+		return bench.ChildMain(ctx, args[1:], stdout)
+	}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		mb       = fs.Int("mb", 100, "size of the generated yellow 2019 CSV for conversion and ingest, in MB")
+		big      = fs.Bool("big", false, "also ingest a 1 GiB object (takes minutes; generated under -tmp and deleted)")
+		quick    = fs.Bool("quick", false, "a fast smoke run: small sizes, short durations")
+		jsonOut  = fs.String("json", "bench-results.json", "write the results as JSON to this file (\"-\" for none)")
+		satDur   = fs.Duration("saturation", 0, "measured time per shard saturation variant (default 15s; quick 2s)")
+		trips    = fs.Int("trips", 0, "distinct trips fed to ProcessFunction (default 200000; quick 20000)")
+		starts   = fs.Int("cold-starts", 0, "emulator starts per function (default 5; quick 1)")
+		sections = fs.String("sections", "", "comma-separated sections to run (default all: "+strings.Join(bench.Sections, ",")+")")
+		tmp      = fs.String("tmp", "", "folder for generated files (default the system temp folder)")
+		repo     = fs.String("repo", ".", "project root (bin/, .tools/, events/)")
+		shared   = fs.String("shared", "", "the shared folder with bench/workshop_convert.py and data/ (default REPO/../shared)")
+		python   = fs.String("python", "", "python interpreter for the baseline (default python3 on PATH; \"-\" skips it)")
+	)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: taxistream bench [flags]\n\nMeasures conversion vs the workshop baseline, one shard's saturation, ingest end to end with\npeak memory, consumer trips/s per core and cold starts; prints a table and writes JSON.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if *mb < 0 || *trips < 0 || *starts < 0 || *satDur < 0 {
+		return fmt.Errorf("%w: sizes and durations must not be negative", errUsage)
+	}
+	mbSet := false
+	fs.Visit(func(f *flag.Flag) { mbSet = mbSet || f.Name == "mb" })
+	opts := bench.Options{
+		Big: *big, Quick: *quick, SaturationDuration: *satDur, ConsumerTrips: *trips, ColdStarts: *starts,
+		TempDir: *tmp, RepoDir: *repo, SharedDir: *shared, Python: *python, Log: stderr,
+	}
+	if mbSet || !*quick {
+		opts.MB = *mb
+	}
+	if *sections != "" {
+		for _, s := range strings.Split(*sections, ",") {
+			s = strings.TrimSpace(s)
+			if !slices.Contains(bench.Sections, s) {
+				return fmt.Errorf("%w: unknown section %q (want %s)", errUsage, s, strings.Join(bench.Sections, ","))
+			}
+			opts.Sections = append(opts.Sections, s)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the taxistream binary to measure in child processes: %w", err)
+	}
+	opts.Child = []string{exe, "bench", "--child"}
+
+	res, err := bench.Run(ctx, opts)
+	if err != nil {
+		return err
+	}
+	res.Command = "taxistream bench " + strings.Join(args, " ")
+	fmt.Fprintln(stdout)
+	if err := bench.WriteTable(stdout, res); err != nil {
+		return err
+	}
+	if *jsonOut != "-" {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("writing %s: %w", *jsonOut, err)
+		}
+		fmt.Fprintf(stderr, "results written to %s (%.0f s)\n", *jsonOut, res.Elapsed)
+	}
+	return nil
 }
