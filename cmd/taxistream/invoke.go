@@ -22,7 +22,8 @@ var functionIDs = map[string]string{
 }
 
 // cmdInvoke runs one function once against the local cloud, like `sam local invoke`: the response goes to
-// stdout; what the invocation set off (continuations, ingestion of replayed objects) runs to the end.
+// stdout; what the invocation set off (continuations, ingestion of replayed objects, Firehose and
+// ProcessFunction reading what it wrote to the stream) runs to the end.
 func cmdInvoke(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("invoke", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -30,8 +31,13 @@ func cmdInvoke(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	lf.register(fs)
 	event := fs.String("event", "", "event JSON file (- for stdin), e.g. events/s3-put.json")
 	wait := fs.Duration("wait", 5*time.Minute, "how long to let what the invocation set off run")
+	object := fs.String("object", "", "upload this file to the event's object key first (no S3 notification is sent: the invocation is the only one)")
+	asIs := fs.Bool("as-is", false, "send the event exactly as given: do not rewrite its bucket name, ETag and size to the local bucket's")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: taxistream invoke ingest|process|replay|<LogicalId> --event FILE [flags]")
+		fmt.Fprintln(stderr, "usage: taxistream invoke ingest|process|replay|<LogicalId> --event FILE [--object FILE] [flags]\n\n"+
+			"Runs one function once against the local cloud in --dir, like sam local invoke. S3 and taxistream events\n"+
+			"name a bucket: unless --as-is, the bucket is rewritten to the local bucket's name, and the object's\n"+
+			"ETag and size to those of the local object (ingest pins its reads to the event's ETag).")
 		fs.PrintDefaults()
 	}
 	// The function name may come first: `invoke ingest --event x.json`.
@@ -49,10 +55,7 @@ func cmdInvoke(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fs.Usage()
 		return fmt.Errorf("%w: a function and --event are required", errUsage)
 	}
-	id := name
-	if v, ok := functionIDs[name]; ok {
-		id = v
-	}
+	id := logicalID(name)
 	var payload []byte
 	var err error
 	if *event == "-" {
@@ -76,6 +79,11 @@ func cmdInvoke(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if !ok {
 		return fmt.Errorf("%w: no function %q in %s (want ingest, process, replay or a logical id)", errUsage, name, opts.TemplatePath)
 	}
+	if !*asIs || *object != "" {
+		if payload, err = localizeEvent(ctx, cloud, payload, *object, !*asIs, stderr); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	out, err := cloud.Lambda.Invoke(ctx, &awslambda.InvokeInput{
 		FunctionName: aws.String(fn.Name), InvocationType: lambdatypes.InvocationTypeRequestResponse, Payload: payload,
@@ -88,7 +96,9 @@ func cmdInvoke(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fmt.Fprintf(stderr, "%s: %s in %s; logs in %s/logs/functions.log\n", id, status(out), time.Since(start).Round(time.Millisecond), opts.Dir)
 	waitCtx, cancel := context.WithTimeout(ctx, *wait)
 	defer cancel()
-	if err := cloud.WaitIdle(waitCtx); err != nil {
+	// The stream lives in this process: let the consumers read what the invocation wrote, deliver
+	// Firehose's buffer and close the windows before exiting, as `local` does.
+	if err := cloud.Drain(waitCtx); err != nil {
 		return fmt.Errorf("waiting for what the invocation set off: %w", err)
 	}
 	if out.FunctionError != nil {

@@ -16,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/taxistream/taxistream/internal/gen"
 	"github.com/taxistream/taxistream/internal/local"
 	"github.com/taxistream/taxistream/internal/local/stream"
 )
@@ -27,6 +26,9 @@ type localFlags struct {
 	params               multiFlag
 	limitsOff            bool
 	faults               stream.Faults
+	s3Faults             local.S3Faults
+	s3FaultFunction      string
+	timeouts, env        multiFlag
 }
 
 func (f *localFlags) register(fs *flag.FlagSet) {
@@ -40,6 +42,19 @@ func (f *localFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.faults.StoreThenFailRate, "store-then-fail-rate", 0, "share of PutRecords requests stored but answered with a timeout")
 	fs.DurationVar(&f.faults.Latency, "latency", 0, "latency added to every stream call")
 	fs.Int64Var(&f.faults.Seed, "seed", 1, "seed of the fault injection")
+	fs.Float64Var(&f.s3Faults.PutErrorRate, "s3-put-error-rate", 0, "share of the S3 PutObject calls of --s3-fault-function failed with a 500 (nothing stored)")
+	fs.Float64Var(&f.s3Faults.PutStoreThenFailRate, "s3-store-then-fail-rate", 0, "share of the S3 PutObject calls of --s3-fault-function stored but answered with a 500")
+	fs.StringVar(&f.s3FaultFunction, "s3-fault-function", "process", "function whose S3 writes fail: ingest, process, replay or a logical id")
+	fs.Var(&f.timeouts, "function-timeout", "override a function's template Timeout, FUNCTION=DURATION (repeatable), e.g. --function-timeout ingest=10s")
+	fs.Var(&f.env, "env", "override a function's environment variable, FUNCTION:NAME=VALUE (repeatable), e.g. --env ingest:DEADLINE_MARGIN=2s")
+}
+
+// logicalID maps a short function name (ingest, process, replay) to its logical id.
+func logicalID(name string) string {
+	if v, ok := functionIDs[name]; ok {
+		return v
+	}
+	return name
 }
 
 func (f *localFlags) options() (local.Options, error) {
@@ -51,27 +66,45 @@ func (f *localFlags) options() (local.Options, error) {
 		}
 		overrides[k] = v
 	}
-	return local.Options{
+	opts := local.Options{
 		Dir: f.dir, TemplatePath: f.template, Overrides: overrides, LimitsOff: f.limitsOff, Faults: f.faults,
-		ZoneLookup: f.zones,
-	}, nil
+		ZoneLookup: f.zones, S3Faults: f.s3Faults,
+	}
+	opts.S3Faults.Function = logicalID(f.s3FaultFunction)
+	opts.S3Faults.Seed = uint64(f.faults.Seed)
+	for _, t := range f.timeouts {
+		fn, v, ok := strings.Cut(t, "=")
+		d, err := time.ParseDuration(v)
+		if !ok || fn == "" || err != nil || d <= 0 {
+			return local.Options{}, fmt.Errorf("%w: --function-timeout %q: want FUNCTION=DURATION, e.g. ingest=10s", errUsage, t)
+		}
+		if opts.FunctionTimeouts == nil {
+			opts.FunctionTimeouts = map[string]time.Duration{}
+		}
+		opts.FunctionTimeouts[logicalID(fn)] = d
+	}
+	for _, e := range f.env {
+		fn, kv, ok1 := strings.Cut(e, ":")
+		k, v, ok2 := strings.Cut(kv, "=")
+		if !ok1 || !ok2 || fn == "" || k == "" {
+			return local.Options{}, fmt.Errorf("%w: --env %q: want FUNCTION:NAME=VALUE, e.g. ingest:DEADLINE_MARGIN=2s", errUsage, e)
+		}
+		if opts.Env == nil {
+			opts.Env = map[string]map[string]string{}
+		}
+		id := logicalID(fn)
+		if opts.Env[id] == nil {
+			opts.Env[id] = map[string]string{}
+		}
+		opts.Env[id][k] = v
+	}
+	return opts, nil
 }
 
 type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
-// demoFiles are what --demo generates: several TLC layouts, one gzip'd, a few bad rows to show rejects.
-var demoFiles = []struct {
-	key  string
-	opts gen.Options
-}{
-	{"raw/demo/yellow_tripdata_2019-01.csv", gen.Options{Taxi: "yellow", Layout: 2019, Month: 1, Seed: 1, BadRowRate: 0.001}},
-	{"raw/demo/yellow_tripdata_2025-01.csv.gz", gen.Options{Taxi: "yellow", Layout: 2025, Month: 1, Seed: 2, Gzip: true, BadRowRate: 0.001}},
-	{"raw/demo/green_tripdata_2015-06.csv", gen.Options{Taxi: "green", Layout: 2015, Month: 6, Seed: 3, CRLF: true}},
-	{"raw/demo/yellow_tripdata_2009-03.csv", gen.Options{Taxi: "yellow", Layout: 2009, Month: 3, Seed: 4, CRLF: true}},
-}
 
 // cmdLocal runs the whole pipeline on the embedded local cloud.
 func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -114,14 +147,9 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	defer cancel()
 	stopProgress := startProgress(runCtx, cloud, stderr, *quiet)
 	if *demo {
-		per := max(*demoRows/int64(len(demoFiles)), 1)
-		for _, f := range demoFiles {
-			o := f.opts
-			o.Rows = per
-			if err := putGenerated(runCtx, cloud, f.key, o); err != nil {
-				stopProgress()
-				return err
-			}
+		if _, err := local.PutDemo(runCtx, cloud, *demoRows); err != nil {
+			stopProgress()
+			return err
 		}
 	}
 	for _, name := range fs.Args() {
@@ -168,21 +196,6 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
-}
-
-// putGenerated streams a generated file into the bucket (which triggers ingestion).
-func putGenerated(ctx context.Context, cloud *local.Cloud, key string, o gen.Options) error {
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := gen.Write(pw, o)
-		pw.CloseWithError(err)
-	}()
-	_, err := cloud.Bucket.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(cloud.Bucket.Name()), Key: aws.String(key), Body: pr})
-	pr.Close()
-	if err != nil {
-		return fmt.Errorf("putting %s: %w", key, err)
-	}
-	return nil
 }
 
 // putFile copies a local file into raw/<base name>.

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/taxistream/taxistream/internal/config"
 	"github.com/taxistream/taxistream/internal/ingest"
@@ -61,6 +62,16 @@ type Options struct {
 	PollInterval time.Duration
 	// AsyncRetryDelays of the Lambda runtime; default 1 s, 2 s (AWS waits about 1 and 2 minutes).
 	AsyncRetryDelays []time.Duration
+	// S3Faults makes one function's S3 writes fail (see S3Faults).
+	S3Faults S3Faults
+	// FunctionTimeouts override the template's Timeout of functions, by logical id.
+	FunctionTimeouts map[string]time.Duration
+	// Env overrides or adds environment variables of functions, by logical id, e.g.
+	// {IngestFunction: {DEADLINE_MARGIN: "1s"}}.
+	Env map[string]map[string]string
+	// WrapHandler, if set, wraps every function's handler (by logical id) before it is registered: a
+	// hook for tests and fault injection (a poison record, a function that fails for a while).
+	WrapHandler func(logicalID string, h lambda.Handler) lambda.Handler
 }
 
 // Cloud is a running local cloud.
@@ -73,13 +84,16 @@ type Cloud struct {
 	Lambda   *locallambda.Runtime
 	Trigger  *trigger.Trigger
 
-	dir      string
-	logs     io.Writer
-	logFile  *os.File
-	mu       sync.Mutex
-	failures []string // keys of on-failure records written under <Dir>/failures/
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	dir          string
+	pollInterval time.Duration
+	logs         io.Writer
+	logFile      *os.File
+	mu           sync.Mutex
+	failures     []string       // keys of on-failure records written under <Dir>/failures/
+	quiet        map[string]int // keys whose next ObjectCreated is not notified (PutObjectQuietly)
+	faulty       *faultyBucket  // the bucket of S3Faults.Function, nil without S3 faults
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
 }
 
 // Start builds the local cloud from the template and starts Firehose and the event source mapping.
@@ -107,7 +121,7 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolving the template: %w", err)
 	}
-	c := &Cloud{Settings: settings, dir: opts.Dir}
+	c := &Cloud{Settings: settings, dir: opts.Dir, pollInterval: opts.PollInterval}
 	if opts.Logs != nil {
 		c.logs = &syncWriter{w: opts.Logs}
 	}
@@ -193,7 +207,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 		}, c.Lambda); err != nil {
 			return fmt.Errorf("creating the local S3 trigger: %w", err)
 		}
-		c.Bucket.OnCreate(c.Trigger.Handle)
+		c.Bucket.OnCreate(c.notify)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
@@ -225,6 +239,24 @@ func isNil(r any) bool {
 // registerFunctions builds the real handlers with the template's environment and registers them.
 func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 	s := c.Settings
+	for id := range opts.FunctionTimeouts {
+		if _, ok := s.Functions[id]; !ok {
+			return fmt.Errorf("function timeout for %s: no such function in the template", id)
+		}
+	}
+	for id := range opts.Env {
+		if _, ok := s.Functions[id]; !ok {
+			return fmt.Errorf("environment for %s: no such function in the template", id)
+		}
+	}
+	if opts.S3Faults.on() {
+		if opts.S3Faults.Function == "" {
+			opts.S3Faults.Function = ProcessFunction
+		}
+		if _, ok := s.Functions[opts.S3Faults.Function]; !ok {
+			return fmt.Errorf("S3 faults for %s: no such function in the template", opts.S3Faults.Function)
+		}
+	}
 	for id, fn := range s.Functions {
 		env := map[string]string{}
 		for k, v := range fn.Env {
@@ -234,8 +266,24 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 		if id == ProcessFunction && opts.ZoneLookup != "" {
 			env["ZONE_LOOKUP"] = opts.ZoneLookup
 		}
+		for k, v := range opts.Env[id] {
+			env[k] = v
+		}
+		timeout := time.Duration(fn.TimeoutSeconds) * time.Second
+		if d, ok := opts.FunctionTimeouts[id]; ok {
+			timeout = d
+		}
+		// The function's view of the bucket: the plain one, or one whose writes fail.
+		var store interface {
+			ingest.ObjectStore
+			ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
+		} = c.Bucket
+		if opts.S3Faults.on() && opts.S3Faults.Function == id {
+			c.faulty = newFaultyBucket(c.Bucket, opts.S3Faults)
+			store = c.faulty
+		}
 		lf := locallambda.Function{
-			Timeout:              time.Duration(fn.TimeoutSeconds) * time.Second,
+			Timeout:              timeout,
 			MemoryMB:             fn.MemoryMB,
 			Env:                  env,
 			MaximumRetryAttempts: &fn.Async.MaximumRetryAttempts,
@@ -266,23 +314,26 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 		log := obs.NewLogger(c.logs, cfg.LogLevel).With("function", fn.Name)
 		switch id {
 		case IngestFunction:
-			h, err := ingest.New(cfg, ingest.Deps{S3: c.Bucket, Kinesis: c.Stream, Lambda: c.Lambda, Log: log, Metrics: c.logs})
+			h, err := ingest.New(cfg, ingest.Deps{S3: store, Kinesis: c.Stream, Lambda: c.Lambda, Log: log, Metrics: c.logs})
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}
 			lf.Handler = lambda.NewHandler(h.Handle)
 		case ProcessFunction:
-			h, err := process.New(cfg, process.Deps{S3: c.Bucket, Log: log, Metrics: c.logs})
+			h, err := process.New(cfg, process.Deps{S3: store, Log: log, Metrics: c.logs})
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}
 			lf.Handler = lambda.NewHandler(h.Handle)
 		case ReplayFunction:
-			h, err := newReplay(cfg, c, log)
+			h, err := newReplay(cfg, c, store, log)
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}
 			lf.Handler = h
+		}
+		if opts.WrapHandler != nil {
+			lf.Handler = opts.WrapHandler(id, lf.Handler)
 		}
 		if err := c.Lambda.Register(fn.Name, lf); err != nil {
 			return fmt.Errorf("registering %s: %w", id, err)
@@ -290,6 +341,41 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 	}
 	return nil
 }
+
+// notify is the bucket's ObjectCreated hook: S3's notification to the trigger, unless the object was
+// put with PutObjectQuietly.
+func (c *Cloud) notify(ev bucket.ObjectCreated) {
+	c.mu.Lock()
+	n := c.quiet[ev.Key]
+	c.mu.Unlock()
+	if n > 0 {
+		return
+	}
+	c.Trigger.Handle(ev)
+}
+
+// PutObjectQuietly puts an object without sending the S3 event notification, as if the bucket's
+// notification configuration did not match it: `taxistream invoke --object` uses it so that the one
+// invocation it makes is the only one.
+func (c *Cloud) PutObjectQuietly(ctx context.Context, key string, body io.Reader) (*s3.PutObjectOutput, error) {
+	c.mu.Lock()
+	if c.quiet == nil {
+		c.quiet = map[string]int{}
+	}
+	c.quiet[key]++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.quiet[key]--; c.quiet[key] == 0 {
+			delete(c.quiet, key)
+		}
+		c.mu.Unlock()
+	}()
+	return c.Bucket.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(c.Bucket.Name()), Key: aws.String(key), Body: body})
+}
+
+// S3FaultStats returns the counters of the injected S3 write failures (zero without Options.S3Faults).
+func (c *Cloud) S3FaultStats() S3FaultStats { return c.faulty.stats() }
 
 // FunctionName returns the deployed name of a function by logical id.
 func (c *Cloud) FunctionName(logicalID string) string { return c.Settings.Functions[logicalID].Name }
@@ -383,9 +469,18 @@ func (c *Cloud) Drain(ctx context.Context) error {
 		}
 	}
 	if c.Firehose != nil {
-		// Busy describes the last poll: poll once more so everything written so far is read, then flush.
-		if err := c.Firehose.Poll(ctx); err != nil {
-			return fmt.Errorf("polling Firehose: %w", err)
+		// Busy describes the last poll: poll until a round that started now read everything (a read
+		// may be throttled or fail, injected faults included: poll again), then flush.
+		for {
+			err := c.Firehose.Poll(ctx)
+			if err == nil && !c.Firehose.Busy() {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("polling Firehose: %w", errors.Join(ctx.Err(), err))
+			case <-time.After(c.pollInterval):
+			}
 		}
 		if err := c.Firehose.Flush(ctx); err != nil {
 			return fmt.Errorf("flushing Firehose: %w", err)

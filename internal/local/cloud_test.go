@@ -20,7 +20,9 @@ func startCloud(t *testing.T, opts Options) *Cloud {
 	t.Helper()
 	opts.Dir = t.TempDir()
 	opts.TemplatePath = filepath.Join(testenv.Root(t), "template.yaml")
-	opts.PollInterval = 500 * time.Millisecond
+	if opts.PollInterval == 0 {
+		opts.PollInterval = 500 * time.Millisecond
+	}
 	opts.AsyncRetryDelays = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}
 	c, err := Start(context.Background(), opts)
 	if err != nil {
