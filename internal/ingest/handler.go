@@ -193,8 +193,10 @@ func (h *Handler) dispatch(ctx context.Context, inv *invocation, raw json.RawMes
 				res.Objects = append(res.Objects, ObjectResult{Bucket: o.Bucket, Key: o.Key, Outcome: OutcomeSkipped, Reason: "not an ObjectCreated event"})
 				continue
 			}
-			if inv.stopping(ctx) {
-				// Out of time before this record began: hand it to a fresh invocation.
+			if i > 0 && inv.stopping(ctx) {
+				// Out of time after earlier records used it: hand this one to a fresh invocation. (The
+				// first record always starts: with no time even for it the timeout is not above
+				// DEADLINE_MARGIN, and the object fails with that reason instead of deferring forever.)
 				r, err := inv.deferObject(ctx, o, i)
 				res.Objects = append(res.Objects, r)
 				errs = append(errs, err)

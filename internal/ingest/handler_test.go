@@ -930,3 +930,107 @@ func TestMultipleRecordsDeferredWhenOutOfTime(t *testing.T) {
 		t.Errorf("self-invocations: %+v", evs)
 	}
 }
+
+// TestProducerDeadlineReleasesForRetry: when the producer gives up because its next backoff would pass
+// the deadline (the context still alive), the object is released at its last checkpoint, not failed;
+// the retry of the event finishes it and every row ends in the stream.
+func TestProducerDeadlineReleasesForRetry(t *testing.T) {
+	e := newEnv(t, nil)
+	flushes := 0
+	e.prodMod = func(p *fakeProducer) {
+		p.flushErr = func() error {
+			flushes++
+			if flushes == 3 {
+				return producer.ErrDeadline
+			}
+			return nil
+		}
+	}
+	ev := e.putObject("raw/yellow.csv", tlcCSV(200))
+	ctx, cancel := e.withDeadline(100 * time.Second)
+	res, err := e.handle(ctx, ev)
+	cancel()
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Handle: %v, want the deadline error so Lambda retries the event", err)
+	}
+	if got := res.Objects[0].Outcome; got != OutcomeReleased {
+		t.Fatalf("outcome %s, want %s", got, OutcomeReleased)
+	}
+	if m := e.manifest("state/ingest/"); m.Status != StatusRunning || m.Checkpoint == nil {
+		t.Fatalf("manifest after release: %s, checkpoint %v; want running at a checkpoint", m.Status, m.Checkpoint)
+	}
+	ctx, cancel = e.withDeadline(100 * time.Second)
+	res, err = e.handle(ctx, ev) // Lambda's retry of the same event
+	cancel()
+	if err != nil || res.Objects[0].Outcome != OutcomeDone {
+		t.Fatalf("retry: %v %+v, want done", err, res)
+	}
+	m := e.manifest("state/ingest/")
+	checkReconciles(t, m)
+	if m.Counts.RowsRead != 200 || m.Claims != 2 {
+		t.Errorf("manifest counts %+v, claims %d: want 200 rows read over 2 claims", m.Counts, m.Claims)
+	}
+	if got := int64(len(e.sink.data())); got != m.Counts.RecordsSent {
+		t.Errorf("records in the stream %d, manifest says %d", got, m.Counts.RecordsSent)
+	}
+}
+
+// TestNoTimeToReadFails: an invocation that starts with less time than the deadline margin cannot read
+// (the timeout is not above DEADLINE_MARGIN): the object fails with the reason instead of handing over
+// forever.
+func TestNoTimeToReadFails(t *testing.T) {
+	e := newEnv(t, nil) // margin 30 s
+	ev := e.putObject("raw/yellow.csv", tlcCSV(50))
+	ctx, cancel := e.withDeadline(20 * time.Second)
+	res, err := e.handle(ctx, ev)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := res.Objects[0]; o.Outcome != OutcomeFailed || !strings.Contains(o.Reason, "DEADLINE_MARGIN") {
+		t.Errorf("outcome %s (%s), want failed naming DEADLINE_MARGIN", o.Outcome, o.Reason)
+	}
+	if len(e.inv.take()) != 0 {
+		t.Error("a continuation was invoked")
+	}
+}
+
+// TestSlowStartHandsOver: an invocation that had time but read no row before the margin (here its
+// producer took long to start, as on a stream throttling DescribeStreamSummary) hands the object over
+// to a continuation instead of failing it.
+func TestSlowStartHandsOver(t *testing.T) {
+	e := newEnv(t, nil) // margin 30 s
+	slow := true
+	e.prodMod = func(*fakeProducer) {
+		if slow {
+			e.clock.advance(75 * time.Second) // past deadline - margin
+		}
+	}
+	ev := e.putObject("raw/yellow.csv", tlcCSV(50))
+	ctx, cancel := e.withDeadline(100 * time.Second)
+	res, err := e.handle(ctx, ev)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := res.Objects[0]; o.Outcome != OutcomeContinued {
+		t.Fatalf("outcome %s (%s), want %s", o.Outcome, o.Reason, OutcomeContinued)
+	}
+	next := e.inv.take()
+	if len(next) != 1 || next[0].Kind != KindContinuation {
+		t.Fatalf("continuations invoked: %+v, want one", next)
+	}
+	slow = false
+	payload, _ := json.Marshal(next[0])
+	ctx, cancel = e.withDeadline(100 * time.Second)
+	res, err = e.handle(ctx, payload)
+	cancel()
+	if err != nil || res.Objects[0].Outcome != OutcomeDone {
+		t.Fatalf("continuation: %v %+v, want done", err, res)
+	}
+	m := e.manifest("state/ingest/")
+	checkReconciles(t, m)
+	if m.Counts.RowsRead != 50 || int64(len(e.sink.data())) != m.Counts.RecordsSent {
+		t.Errorf("manifest %+v, %d records in the stream", m.Counts, len(e.sink.data()))
+	}
+}

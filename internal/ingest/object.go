@@ -82,7 +82,7 @@ func (inv *invocation) object(ctx context.Context, o objectRef, kind string) (Ob
 		return inv.fail(ctx, st, res, 0, "unsupported format: the key must end in .csv, .csv.gz or .parquet")
 	}
 	r := &run{inv: inv, o: o, st: st, format: format, res: res,
-		rej: &rejectWriter{h: h, o: o, next: st.m.RejectedParts}, lines: map[int64]int64{}}
+		rej: &rejectWriter{h: h, o: o, next: st.m.RejectedParts}, lines: map[int64]int64{}, begun: h.now()}
 	return r.do(ctx)
 }
 
@@ -192,6 +192,7 @@ type run struct {
 	src    *source
 	prod   RecordProducer
 	rej    *rejectWriter
+	begun  time.Time // when this invocation took the object on
 
 	// since the last commit
 	rows, rejected, pending, pendingBytes int64
@@ -357,7 +358,10 @@ func (r *run) commitAndFail(ctx context.Context, reason string) (ObjectResult, e
 // other producer error fails the object with the rows counted as failed.
 func (r *run) producerFailed(ctx context.Context, cause error) (ObjectResult, error) {
 	inv := r.inv
-	if ctx.Err() != nil {
+	// Out of time (the context ended, or the producer's next backoff would pass the deadline): not the
+	// object's fault. Release it at its last checkpoint for the retry of this event, which resumes there
+	// (rows sent since the checkpoint are sent again: duplicates that consumers drop by record_id).
+	if ctx.Err() != nil || errors.Is(cause, context.DeadlineExceeded) {
 		return r.res, inv.release(ctx, r.st, &r.res, cause)
 	}
 	// Rejected rows are final: keep them; the records in flight are counted as failed.
@@ -386,7 +390,7 @@ func (r *run) handoff(ctx context.Context, readThisInvocation int64) (ObjectResu
 	switch {
 	case next > h.cfg.MaxContinuations:
 		return r.commitAndFail(ctx, fmt.Sprintf("stopped after %d continuations (MAX_CONTINUATIONS); the checkpoint is kept: replay the object to finish it", r.st.m.Continuations))
-	case readThisInvocation == 0:
+	case readThisInvocation == 0 && r.noTimeToRead(ctx):
 		return r.commitAndFail(ctx, fmt.Sprintf("no row read before the deadline margin (%s): raise the function timeout or lower DEADLINE_MARGIN", h.cfg.DeadlineMargin))
 	}
 	done, res, err := r.commit(ctx, func(m *Manifest) {
@@ -463,4 +467,13 @@ func (h *Handler) invokeSelf(ctx context.Context, ev Event) error {
 func bufferFor(margin time.Duration) int {
 	b := int(margin.Seconds() / 2 * float64(producer.ShardBytesPerSecond))
 	return min(max(b, 256<<10), producer.DefaultMaxBufferedBytes)
+}
+
+// noTimeToRead reports whether this invocation never had time to read: it began within the deadline
+// margin (a timeout not above DEADLINE_MARGIN). Then handing over again would loop, so the object
+// fails with the reason. An invocation that had time but read nothing (a shard throttled for long)
+// hands over like any other.
+func (r *run) noTimeToRead(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && d.Sub(r.begun) <= r.inv.h.cfg.DeadlineMargin
 }
