@@ -16,9 +16,10 @@ type plan struct {
 	ncols    int    // header names
 	header   []string
 	outs     []outField
-	taxiJS   []byte   // `,"taxi_type":"yellow"`
-	seed     [32]byte // SHA-256 of the source identity
-	idPrefix [16]byte // hex of seed[:8], the first half of every record_id
+	taxiJS   []byte    // `,"taxi_type":"yellow"`
+	seed     [32]byte  // SHA-256 of the source identity
+	idPrefix [16]byte  // hex of seed[:8], the first half of every record_id
+	fast     *fastPlan // nil when rows must take the general path (see fastrow.go)
 }
 
 type outField struct {
@@ -129,6 +130,7 @@ func compile(header []string, taxi, fileName string, src Source) *plan {
 	for i := range p.outs {
 		p.outs[i].col, p.outs[i].multi = p.outs[i].cols[0], len(p.outs[i].cols) > 1
 	}
+	p.fast = newFastPlan(p)
 	return p
 }
 
@@ -138,10 +140,12 @@ type rowConv struct {
 	out   []byte
 	spans [][2]int32 // value position of each output field in out (for Value)
 	tc    timeCache
+	ft    [cacheSlots]fastTime // the fast path's timestamp cache (fastrow.go)
+	memo  [memoSlots]memoEntry // the fast path's outputs of short values (fastrow.go)
 }
 
 func newRowConv(p *plan) *rowConv {
-	return &rowConv{p: p, out: make([]byte, 0, 1024), spans: make([][2]int32, len(p.outs))}
+	return &rowConv{p: p, out: make([]byte, 0, 4096), spans: make([][2]int32, len(p.outs))}
 }
 
 // convErr says why a row was rejected; col is 0-based.
@@ -156,12 +160,8 @@ type convErr struct {
 // row), and it tells which row of which object a record came from.
 func (c *rowConv) recordID(dst []byte, row int64) []byte {
 	dst = append(dst, c.p.idPrefix[:]...)
-	u := uint64(row)
 	var b [16]byte
-	for i := 15; i >= 0; i-- {
-		b[i] = hexDigits[u&0xf]
-		u >>= 4
-	}
+	putHex16(b[:], uint64(row))
 	return append(dst, b[:]...)
 }
 
