@@ -207,7 +207,7 @@ func rows(r *Results) [][3]string {
 		if c.Skipped != "" {
 			add("consumer", "skipped", "%s", c.Skipped)
 		} else {
-			add("consumer", "ProcessFunction, GOMAXPROCS=1", "%.0f trips/s wall, %.0f trips per CPU s, %.2f cores (inside Handle alone: %.0f trips/s); %d trips, %d invokes, %.1f MB written",
+			add("consumer", "ProcessFunction, GOMAXPROCS=1", "%.0f trips/s wall, %.0f trips per CPU s, %.2f cores (inside the handler alone, decode + Handle + encode: %.0f trips/s); %d trips, %d invokes, %.1f MB written",
 				c.TripsPerSec, c.TripsPerCPU, c.CoresUsed, c.TripsPerHandleSec, c.Trips, c.Invokes, float64(c.OutputBytes)/1e6)
 		}
 	}

@@ -6,8 +6,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/snappy"
 )
+
+// snappyFast is Parquet's SNAPPY codec (the same codec id, raw Snappy blocks any reader decodes)
+// with Snappy's plain encoder: parquet-go's default codec uses the slower "better" encoder
+// (s2.EncodeSnappyBetter), which cost ~6 % of the function's CPU for pages that are small anyway.
+var snappyFast fastSnappyCodec
+
+type fastSnappyCodec struct{ snappy.Codec }
+
+func (fastSnappyCodec) Encode(dst, src []byte) ([]byte, error) { return s2.EncodeSnappy(dst, src), nil }
 
 // TripRow is the Parquet schema of processed/trips/ (one row per valid trip). Nullable columns are
 // pointers; timestamps are TIMESTAMP(MICROS, isAdjustedToUTC=true) (the New York wall clock is in
@@ -185,7 +196,7 @@ func (e *parquetEncoder) encode(rows []TripRow) ([]byte, error) {
 	e.buf.Reset()
 	if e.w == nil {
 		e.w = parquet.NewGenericWriter[TripRow](&e.buf,
-			parquet.Compression(&parquet.Snappy),
+			parquet.Compression(&snappyFast),
 			parquet.CreatedBy("taxistream", "process", ""),
 		)
 	} else {
