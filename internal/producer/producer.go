@@ -12,14 +12,18 @@
 //     key in its table. An aggregate is sealed when the next record would take it past
 //     AggregateMaxBytes (magic, protobuf varints and MD5 counted exactly); a record that does not fit
 //     an empty aggregate goes alone, as does a sealed aggregate of one record.
-//   - Sealed Kinesis records wait in their shard's queue. A request takes records from the queues
-//     while the shard's token buckets (bytes and records per second) allow, up to 500 entries and
-//     5 MiB (data + partition keys). Put writes when a request's worth is ready or too much is
-//     buffered; Flush writes everything.
+//   - Sealed Kinesis records wait in their shard's queue. Each shard is paced (pacing.go) by token
+//     buckets for bytes and records at its write limit with a burst of a tenth of a second's worth,
+//     and by a ledger of what it wrote in the last second, so that no one-second interval, however
+//     aligned, carries more than the limit. A request goes when some shard's pacing allows a batch
+//     (5 % of a second's worth, or all it holds) and takes from every shard what its pacing allows,
+//     up to 500 entries and 5 MiB (data + partition keys). Put writes when a request's worth is
+//     ready or too much is buffered; Flush writes everything.
 //   - Of a response, only failed entries are retried: ProvisionedThroughputExceededException and
 //     InternalFailure go back to the front of their shard's queue and the shard (for a throttle, the
-//     one named in the message) backs off with full jitter. Any other entry error code is a Failure.
-//     An entry that succeeded is never sent again.
+//     one named in the message) backs off once per response with full jitter: at most a second
+//     after throttles, up to 5 s after internal failures; a stored write resets the shard's backoff.
+//     Any other entry error code is a Failure. An entry that succeeded is never sent again.
 //   - A whole-request error is classified: throttling (nothing stored) and 5xx/timeouts/resets (the
 //     records may have been stored) are retried with backoff; anything else (validation, access
 //     denied, resource not found, …) fails the request's records and is returned. Resending after an
@@ -147,11 +151,22 @@ type shardState struct {
 	agg      kpl.Aggregator
 	aggUsers []userRec
 	ready    []*kRecord
-	bytes    bucket
-	records  bucket
-	// Backoff after throttling or internal failures.
+	// Pacing (pacing.go): token buckets and the one-second ledger.
+	bytes   bucket
+	records bucket
+	written ledger
+	// Backoff: no write before notBefore. throttles counts the consecutive responses that throttled
+	// the shard, failures those with internal failures or request errors; a response with a write
+	// stored on the shard resets both.
 	notBefore time.Time
+	throttles int
 	failures  int
+}
+
+// pacing is the part of a shardState that outlives a shard map refresh.
+func (s *shardState) pacing() *shardState {
+	return &shardState{id: s.id, bytes: s.bytes, records: s.records, written: s.written,
+		notBefore: s.notBefore, throttles: s.throttles, failures: s.failures}
 }
 
 // Producer buffers entries and writes them.
@@ -310,7 +325,12 @@ func (p *Producer) state(id string) *shardState {
 	s, ok := p.states[id]
 	if !ok {
 		now := p.now()
-		s = &shardState{id: id, bytes: newBucket(p.bytesRate, now), records: newBucket(p.recordsRate, now)}
+		s = &shardState{
+			id:      id,
+			bytes:   newBucket(p.bytesRate, p.bytesRate*BurstFraction, now),
+			records: newBucket(p.recordsRate, max(1, p.recordsRate*BurstFraction), now),
+			written: ledger{recordsLimit: p.recordsRate, bytesLimit: p.bytesRate},
+		}
 		p.states[id] = s
 		p.order = append(p.order, id)
 	}
@@ -409,8 +429,7 @@ func (p *Producer) refresh(ctx context.Context) error {
 	p.buffered, p.readyCount, p.readyBytes = 0, 0, 0
 	for _, id := range oldOrder { // keep the pacing state of shards that still exist
 		if m.has(id) {
-			s := old[id]
-			p.states[id] = &shardState{id: id, bytes: s.bytes, records: s.records, notBefore: s.notBefore, failures: s.failures}
+			p.states[id] = old[id].pacing()
 			p.order = append(p.order, id)
 		}
 	}
@@ -444,53 +463,99 @@ func (p *Producer) sendOne(ctx context.Context) error {
 	}
 }
 
-// build takes records for one request from the shard queues, round robin from p.next. When nothing
-// may be sent now it returns the earliest time something may.
+// build takes records for one request from the shard queues, round robin from p.next. A request
+// goes when at least one shard may send a whole batch (see batchReadyAt); it then also takes from
+// every other shard what its pacing allows at once, so that shards share requests. When nothing may
+// be sent now it returns the earliest time something may.
 func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
-	bytes := 0
 	n := len(p.order)
-	for k := 0; k < n && len(req) < MaxRecordsPerRequest; k++ {
-		s := p.states[p.order[(p.next+k)%n]]
+	due := false
+	for _, id := range p.order {
+		s := p.states[id]
 		if len(s.ready) == 0 {
 			continue
 		}
-		if now.Before(s.notBefore) {
-			wake = earliest(wake, s.notBefore)
+		at := p.batchReadyAt(s, now)
+		if s.notBefore.After(at) {
+			at = s.notBefore
+		}
+		if at.After(now) {
+			wake = earliest(wake, at)
 			continue
 		}
-		taken := 0
+		due = true
+	}
+	if !due {
+		return nil, wake
+	}
+	bytes := 0
+	for k := 0; k < n && len(req) < MaxRecordsPerRequest; k++ {
+		s := p.states[p.order[(p.next+k)%n]]
+		if len(s.ready) == 0 || now.Before(s.notBefore) {
+			continue
+		}
+		taken, takenBytes := 0, 0.0
 		for len(s.ready) > 0 && len(req) < MaxRecordsPerRequest {
 			r := s.ready[0]
-			if bytes+r.size() > MaxRequestBytes {
+			size := float64(r.size())
+			if bytes+r.size() > MaxRequestBytes || (taken > 0 && !p.inBatch(taken, takenBytes, size)) {
 				break
 			}
-			if p.cfg.Ordered && taken == 1 {
+			if s.bytes.readyAt(now, size).After(now) || s.records.readyAt(now, 1).After(now) ||
+				s.written.readyAt(now, 1, size).After(now) {
 				break
 			}
-			at := s.bytes.readyAt(now, float64(r.size()))
-			if at2 := s.records.readyAt(now, 1); at2.After(at) {
-				at = at2
-			}
-			if at.After(now) {
-				if taken == 0 {
-					wake = earliest(wake, at)
-				}
-				break
-			}
-			s.bytes.take(now, float64(r.size()))
+			s.bytes.take(now, size)
 			s.records.take(now, 1)
+			s.written.take(1, size)
 			s.ready = s.ready[1:]
 			p.readyCount--
 			p.readyBytes -= r.size()
 			bytes += r.size()
 			req = append(req, r)
 			taken++
+			takenBytes += size
 		}
 	}
 	if n > 0 {
 		p.next = (p.next + 1) % n
 	}
 	return req, wake
+}
+
+// A shard's batch is the records at the head of its queue within batchFraction of its limits (at
+// least one record; one in Ordered mode) and one request. A shard sends when its pacing allows a
+// whole batch, and at most a batch per request: requests stay at a few dozen records per shard
+// rather than one each, and a shard that waited does not send a double batch that the ledger then
+// makes it wait for a second later (a cycle that costs throughput for good).
+
+// inBatch says whether a record of size bytes joins a batch that has records and bytes already.
+func (p *Producer) inBatch(records int, bytes, size float64) bool {
+	return !p.cfg.Ordered && float64(records+1) <= max(1, p.recordsRate*batchFraction) &&
+		bytes+size <= p.bytesRate*batchFraction && records < MaxRecordsPerRequest &&
+		bytes+size <= MaxRequestBytes
+}
+
+// batchReadyAt returns when shard s may send its next batch.
+func (p *Producer) batchReadyAt(s *shardState, now time.Time) time.Time {
+	var records int
+	var bytes float64
+	for _, r := range s.ready {
+		size := float64(r.size())
+		if records > 0 && !p.inBatch(records, bytes, size) {
+			break
+		}
+		records++
+		bytes += size
+	}
+	at := s.bytes.readyAt(now, bytes)
+	if t := s.records.readyAt(now, float64(records)); t.After(at) {
+		at = t
+	}
+	if t := s.written.readyAt(now, float64(records), bytes); t.After(at) {
+		at = t
+	}
+	return at
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -518,11 +583,21 @@ func (p *Producer) requeue(recs []*kRecord) {
 	}
 }
 
-// backOff delays a shard after a throttle or failure.
-func (p *Producer) backOff(id string, now time.Time) {
+// backOff delays a shard after a response that throttled it (throttle) or failed its records
+// otherwise (internal failure, request error): full jitter, capped at throttleBackoffCap for throttles
+// (the shard's second is full; the next one is at most a second away) and at backoffCap otherwise.
+// Called once per shard and response, so the exponent counts responses, not entries.
+func (p *Producer) backOff(id string, throttle bool, now time.Time) {
 	s := p.state(id)
-	s.failures++
-	if t := now.Add(p.backoff(s.failures)); t.After(s.notBefore) {
+	var d time.Duration
+	if throttle {
+		s.throttles++
+		d = p.jitter(s.throttles, throttleBackoffCap)
+	} else {
+		s.failures++
+		d = p.jitter(s.failures, backoffCap)
+	}
+	if t := now.Add(d); t.After(s.notBefore) {
 		s.notBefore = t
 	}
 }
@@ -562,6 +637,13 @@ func (p *Producer) send(ctx context.Context, req []*kRecord) error {
 	p.stats.Requests++
 	out, err := p.c.PutRecords(ctx, in, putOptions)
 	now := p.now()
+	// Whatever the outcome, the stream may have counted the request by now: it counts in the
+	// shards' ledgers until a second from now.
+	for _, r := range req {
+		if s, ok := p.states[r.shard]; ok {
+			s.written.commit(now)
+		}
+	}
 	if err == nil && len(out.Records) != len(req) {
 		err = fmt.Errorf("putting records: %d results for %d entries: %w", len(out.Records), len(req),
 			errMalformedResponse)
@@ -570,7 +652,15 @@ func (p *Producer) send(ctx context.Context, req []*kRecord) error {
 		return p.requestFailed(ctx, req, err, now)
 	}
 
-	var retry []*kRecord
+	var (
+		retry []*kRecord
+		// Per shard: stored a record, throttled, failed otherwise (in order of appearance).
+		stored          = map[string]bool{}
+		throttled       = map[string]bool{}
+		failed          = map[string]bool{}
+		throttledShards []string
+		failedShards    []string
+	)
 	for i, res := range out.Records {
 		r := req[i]
 		if res.ErrorCode == nil {
@@ -578,9 +668,7 @@ func (p *Producer) send(ctx context.Context, req []*kRecord) error {
 			p.stats.UserRecords += int64(len(r.users))
 			p.stats.Bytes += int64(r.size())
 			p.buffered -= r.userBytes()
-			if s, ok := p.states[r.shard]; ok {
-				s.failures = 0
-			}
+			stored[r.shard] = true
 			if res.ShardId != nil && r.shard != "" && *res.ShardId != r.shard {
 				p.markStale(ctx, "write landed on another shard", r.shard, *res.ShardId)
 			}
@@ -596,16 +684,37 @@ func (p *Producer) send(ctx context.Context, req []*kRecord) error {
 			} else if !p.shards.has(shard) {
 				p.markStale(ctx, "throttle names an unknown shard", r.shard, shard)
 			}
-			p.backOff(shard, now)
+			if !throttled[shard] {
+				throttled[shard] = true
+				throttledShards = append(throttledShards, shard)
+			}
 			p.retryOrFail(r, code+": "+msg, &retry)
 		case codeInternalFailure:
-			p.backOff(r.shard, now)
+			if !failed[r.shard] {
+				failed[r.shard] = true
+				failedShards = append(failedShards, r.shard)
+			}
 			p.retryOrFail(r, code+": "+msg, &retry)
 		default:
 			for _, u := range r.users {
 				p.fail(u, fmt.Errorf("%w: %s: %s", ErrEntryRejected, code, msg), code+": "+msg)
 			}
 			p.buffered -= r.userBytes()
+		}
+	}
+	// A shard that stored a record is not congested: its backoff starts over. One that was throttled
+	// (the shard the message names) or failed backs off once for this response.
+	for id := range stored {
+		if s, ok := p.states[id]; ok {
+			s.throttles, s.failures = 0, 0
+		}
+	}
+	for _, id := range throttledShards {
+		p.backOff(id, true, now)
+	}
+	for _, id := range failedShards {
+		if !throttled[id] {
+			p.backOff(id, false, now)
 		}
 	}
 	p.requeue(retry)
@@ -654,7 +763,7 @@ func (p *Producer) requestFailed(ctx context.Context, req []*kRecord, err error,
 		}
 		if !seen[r.shard] {
 			seen[r.shard] = true
-			p.backOff(r.shard, now)
+			p.backOff(r.shard, class == retryNotStored, now)
 		}
 		p.retryOrFail(r, "request error: "+err.Error(), &retry)
 	}

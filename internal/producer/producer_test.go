@@ -376,9 +376,10 @@ func TestLimitsHold(t *testing.T) {
 	}
 }
 
-// TestPacing: 5,000 records of ~1 KiB to one shard. The token buckets (1 MiB/s, 1,000 records/s, a
-// second's burst) must spread them over at least 4 s of (fake) time and no second may exceed the
-// burst plus one second's rate.
+// TestPacing: 5,000 records of ~1 KiB to one shard, 1,000 records/s. No interval of one second may
+// see more than 1,000 records (sliding, so whatever the alignment of the stream's windows), the
+// requests stay about one burst of the token bucket (100 records, not 500), and the 5,000 take 4-5 s
+// of stream time (the first 1,000 go within the first second).
 func TestPacing(t *testing.T) {
 	s := newFakeStream(t, 1)
 	p, clock := newTestProducer(t, s.client(), Config{})
@@ -396,16 +397,65 @@ func TestPacing(t *testing.T) {
 	putRows(t, p, 5000, 1000)
 	elapsed := clock.Now().Sub(start)
 	if elapsed < 4*time.Second || elapsed > 5*time.Second {
-		t.Errorf("5,000 records took %v of stream time, want 4-5 s at 1,000 records/s after a 1,000 burst", elapsed)
+		t.Errorf("5,000 records took %v of stream time, want 4-5 s at 1,000 records/s", elapsed)
 	}
 	for i := range sendTimes {
 		j := i
 		for j < len(sendTimes) && sendTimes[j].Sub(sendTimes[i]) < time.Second {
 			j++
 		}
-		if j-i > 2000 {
+		if j-i > ShardRecordsPerSecond {
 			t.Fatalf("%d records within one second from %v", j-i, sendTimes[i].Sub(start))
 		}
+	}
+	for i, n := range callSizes(s) {
+		if n > ShardRecordsPerSecond*BurstFraction {
+			t.Errorf("request %d has %d entries, want at most one burst (%v)", i, n, ShardRecordsPerSecond*BurstFraction)
+		}
+	}
+}
+
+// TestThrottleBackoffShortPerResponse: the shard throttles every entry of the first six requests.
+// The backoff grows once per response (not once per throttled entry), is capped at one second for
+// throttles, and starts over after a request stores records.
+func TestThrottleBackoffShortPerResponse(t *testing.T) {
+	s := newFakeStream(t, 1)
+	s.entryError = func(call, i int, _ types.PutRecordsRequestEntry) string {
+		if call <= 6 || (call == 8 && i >= 10) {
+			return codeThroughputExceeded
+		}
+		return ""
+	}
+	p, clock := newTestProducer(t, s.client(), Config{Rand: func() float64 { return 0.999 }})
+	var callTimes []time.Time
+	base := s.putRecords
+	c := s.client()
+	c.putRecords = func(ctx context.Context, in *kinesisPutRecordsInput, optFns ...kinesisOptFn) (*kinesisPutRecordsOutput, error) {
+		callTimes = append(callTimes, clock.Now())
+		return base(ctx, in, optFns...)
+	}
+	p.c = c
+	for i := range 200 {
+		if err := p.Put(t.Context(), Entry{Data: rowData(i, 0), PartitionKey: keyOf(i), Tag: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if i%40 == 39 { // a request of 40 entries at a time
+			if _, err := p.Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	checkDelivered(t, s, 200, false)
+	ms := func(d time.Duration) float64 { return float64(d.Round(time.Millisecond)) / float64(time.Millisecond) }
+	var gaps []float64
+	for i := 1; i < len(callTimes) && i <= 8; i++ {
+		gaps = append(gaps, ms(callTimes[i].Sub(callTimes[i-1])))
+	}
+	// After throttled calls 1-6: 100, 200, 400, 800 ms, then the 1 s cap (× 0.999); call 7 stores
+	// 40, call 8 throttles 30 of 40: 100 ms again.
+	want := []float64{100, 200, 400, 799, 999, 999, 0, 100}
+	if d := cmp.Diff(want, gaps); d != "" {
+		t.Errorf("gaps between calls in ms (-want +got):\n%s", d)
 	}
 }
 

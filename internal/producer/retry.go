@@ -22,10 +22,15 @@ const (
 	codeInternalFailure    = "InternalFailure"
 )
 
-// Backoff bounds (full jitter: a random delay in [0, min(backoffCap, backoffBase·2^attempt))).
+// Backoff bounds (full jitter: a random delay in [0, min(cap, backoffBase·2^(attempt-1))), attempt
+// counting the shard's consecutive failed responses). A throttled shard waits at most
+// throttleBackoffCap: Kinesis counts its limits per second, so the shard has room again within a
+// second, and pacing (not backoff) keeps the next second within the limit. Internal failures and
+// request errors (the service is in trouble) back off up to backoffCap.
 const (
-	backoffBase = 100 * time.Millisecond
-	backoffCap  = 5 * time.Second
+	backoffBase        = 100 * time.Millisecond
+	throttleBackoffCap = time.Second
+	backoffCap         = 5 * time.Second
 )
 
 // Errors a Failure wraps.
@@ -139,11 +144,11 @@ func classify(err error) requestErrorClass {
 	return terminal
 }
 
-// backoff returns a full-jitter delay for the given retry (1 = first retry).
-func (p *Producer) backoff(attempt int) time.Duration {
-	ceil := backoffBase << min(attempt-1, 20)
-	if ceil > backoffCap || ceil <= 0 {
-		ceil = backoffCap
+// jitter returns a full-jitter delay for the given retry (1 = first retry), at most limit.
+func (p *Producer) jitter(attempt int, limit time.Duration) time.Duration {
+	ceil := backoffBase << min(max(attempt, 1)-1, 20)
+	if ceil > limit || ceil <= 0 {
+		ceil = limit
 	}
 	return time.Duration(p.rand() * float64(ceil))
 }

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/taxistream/taxistream/internal/convert"
 	"github.com/taxistream/taxistream/internal/gen"
 	"github.com/taxistream/taxistream/internal/local/stream"
@@ -157,4 +159,92 @@ func saturationRecords(tb testing.TB, n int64) []producer.Entry {
 		out = append(out, producer.Entry{Data: bytes.Clone(rec.JSON), PartitionKey: key})
 	}
 	return out
+}
+
+// TestShardSaturationFakeClock is the saturation benchmark on a simulated clock (fast and exact):
+// one shard of the local stream with its real limits, windows not aligned with the producer's start,
+// with and without request latency. Without aggregation the 1,000 records/s bind, with it 1 MiB/s;
+// either way the shard must be kept at ≥ 95 % of the binding limit with < 1 % of entries throttled.
+func TestShardSaturationFakeClock(t *testing.T) {
+	recs := saturationRecords(t, 5000)
+	for _, aggregate := range []bool{false, true} {
+		for _, latency := range []time.Duration{0, 30 * time.Millisecond} {
+			t.Run(fmt.Sprintf("aggregate=%v/latency=%v", aggregate, latency), func(t *testing.T) {
+				clock := &simClock{now: time.Unix(1_700_000_000, 317_000_000)}
+				s, err := stream.New(stream.Config{Name: "saturation", ShardCount: 1, MaxBytes: 64 << 20,
+					Now: clock.Now, Sleep: clock.Sleep, Faults: stream.Faults{Latency: latency}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Stats snapshots right before the first request at or after t0 and t1: exact windows.
+				t0 := clock.Now().Truncate(time.Second).Add(3 * time.Second)
+				t1 := t0.Add(10 * time.Second)
+				c := &snapshotClient{Stream: s, now: clock.Now, at: []time.Time{t0, t1}}
+				p, err := producer.New(t.Context(), c, producer.Config{StreamName: "saturation", Aggregate: aggregate,
+					Now: clock.Now, Sleep: clock.Sleep})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := 0; len(c.snaps) < 2; i++ {
+					e := recs[i%len(recs)]
+					e.Tag = int64(i)
+					if err := p.Put(t.Context(), e); err != nil {
+						t.Fatal(err)
+					}
+				}
+				s0, s1 := c.snaps[0], c.snaps[1]
+				secs := t1.Sub(t0).Seconds()
+				records, bytes := float64(s1.RecordsStored-s0.RecordsStored), float64(s1.BytesStored-s0.BytesStored)
+				throttled := float64(s1.Throttled - s0.Throttled)
+				share := records / secs / producer.ShardRecordsPerSecond
+				if aggregate {
+					share = bytes / secs / producer.ShardBytesPerSecond
+				}
+				t.Logf("%.1f records/s, %.3f MiB/s, %.1f %% of the limit, %.0f throttled", records/secs, bytes/secs/(1<<20), share*100, throttled)
+				if share < 0.95 || share > 1 {
+					t.Errorf("shard at %.1f %% of its limit, want 95-100 %%", share*100)
+				}
+				if throttled/(records+throttled) >= 0.01 {
+					t.Errorf("%.0f of %.0f entries throttled, want < 1 %%", throttled, records+throttled)
+				}
+			})
+		}
+	}
+}
+
+// simClock is a clock that moves only when someone sleeps.
+type simClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *simClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *simClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	return nil
+}
+
+// snapshotClient takes the stream's stats before the first PutRecords at or after each of at.
+type snapshotClient struct {
+	*stream.Stream
+	now   func() time.Time
+	at    []time.Time
+	snaps []stream.Stats
+}
+
+func (c *snapshotClient) PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error) {
+	for len(c.snaps) < len(c.at) && !c.now().Before(c.at[len(c.snaps)]) {
+		c.snaps = append(c.snaps, c.Stream.Stats())
+	}
+	return c.Stream.PutRecords(ctx, in, optFns...)
 }
