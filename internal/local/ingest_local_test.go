@@ -18,29 +18,20 @@ import (
 	"github.com/taxistream/taxistream/internal/local/bucket"
 )
 
-// TestIngestContinuations ingests one generated file with IngestFunction's timeout at 12 s and a
-// deadline margin of 8 s, with the stream's limits on (1,000 records/s per shard) and KPL aggregation
-// off, so the file takes several invocations: each reads for 4 s, then flushes, checkpoints and
-// invokes itself asynchronously. No row may be lost or sent twice by the hand-overs: the archive holds
-// every record exactly once (no stream faults, so no duplicates either) and so do the consumer's
-// outputs.
-//
-// Why not the 3 s timeout and 1 s margin one would try first: the producer's throttling backoff goes
-// up to 5 s, and a Put or Flush whose next backoff would pass ctx's deadline returns
-// producer.ErrDeadline while ctx is still alive, which IngestFunction treats as a terminal producer
-// error: the object fails for good instead of being handed over (deterministically at row 1500 with
-// 3 s / 1 s). With aggregation on, the hand-over's Flush may also hold 5 MiB (five seconds of a
-// shard's write limit): margins of 6 s, 8 s and once even 12 s failed the same way. And with only
-// 2 s of reading (10 s / 8 s) a continuation on a loaded machine once read no row before its margin,
-// which also fails the object for good. See docs/local-cloud.md, "Known issues".
+// TestIngestContinuations ingests one generated file with IngestFunction's timeout at 4 s and a
+// deadline margin of 2 s, with the stream's limits on (1 MiB/s per shard) and KPL aggregation on (the
+// template's default), so the file takes several invocations: each reads for about 2 s, then flushes,
+// checkpoints and invokes itself asynchronously. No row may be lost or sent twice by the hand-overs: the
+// archive holds every record exactly once (no stream faults, so no duplicates either) and so do the
+// consumer's outputs. (The producer's buffer is sized from the margin, so the hand-over flush fits in it;
+// a producer that runs out of time releases the object for the retry instead of failing it.)
 func TestIngestContinuations(t *testing.T) {
 	t.Parallel()
 	c := startCloud(t, Options{
-		Overrides:        map[string]string{"KplAggregation": "false"},
-		FunctionTimeouts: map[string]time.Duration{IngestFunction: 12 * time.Second},
-		Env:              map[string]map[string]string{IngestFunction: {"DEADLINE_MARGIN": "8s"}},
+		FunctionTimeouts: map[string]time.Duration{IngestFunction: 4 * time.Second},
+		Env:              map[string]map[string]string{IngestFunction: {"DEADLINE_MARGIN": "2s"}},
 	})
-	const rows = 7000
+	const rows = 24000
 	putGen(t, c, "raw/long/yellow_tripdata_2019-01.csv", gen.Options{Taxi: "yellow", Layout: 2019, Month: 1, Rows: rows, Seed: 21})
 	s := drainAndSummarize(t, c, 3*time.Minute)
 	t.Logf("continuations %d, throttled %d, failed %q, stream %+v", s.Continuations, s.Throttled, s.FailedReasons, c.Stream.Stats())
@@ -48,7 +39,7 @@ func TestIngestContinuations(t *testing.T) {
 		t.Fatalf("not reconciled:\n%s", strings.Join(s.Reconciliation, "\n"))
 	}
 	if s.Continuations < 2 {
-		t.Errorf("continuations = %d, want at least 2 (4 s of reading per invocation, %d rows at 1,000 records/s)", s.Continuations, rows)
+		t.Errorf("continuations = %d, want at least 2 (2 s of reading per invocation, %d rows at 1 MiB/s)", s.Continuations, rows)
 	}
 	if s.RowsRead != rows || s.RecordsSent != rows {
 		t.Errorf("rows read %d, records sent %d; want %d", s.RowsRead, s.RecordsSent, rows)
@@ -59,8 +50,8 @@ func TestIngestContinuations(t *testing.T) {
 	if got := s.TripsProcessed + s.Quarantined; got != rows || s.ConsumerDistinct != rows {
 		t.Errorf("consumer: %d rows, %d distinct; want %d", got, s.ConsumerDistinct, rows)
 	}
-	if st := c.Lambda.Stats(c.FunctionName(IngestFunction)); st.Timeouts != 0 || st.Invocations != int64(s.Continuations)+1 {
-		t.Errorf("ingest runtime stats %+v: want %d invocations (1 + continuations), no timeout", st, s.Continuations+1)
+	if st := c.Lambda.Stats(c.FunctionName(IngestFunction)); st.Timeouts != 0 || st.Invocations < int64(s.Continuations)+1 {
+		t.Errorf("ingest runtime stats %+v: want at least %d invocations (1 + continuations), no timeout", st, s.Continuations+1)
 	}
 }
 
