@@ -9,12 +9,13 @@ import (
 
 // Target thresholds (issues 3, 4 and 9).
 const (
-	targetConversionRatio = 15.0     // × the workshop baseline
-	targetShardByteShare  = 0.95     // of 1 MiB/s, aggregated
-	targetThrottledShare  = 0.01     // of entries, aggregated
-	targetFlatRSS         = 64 << 20 // resident bytes for a 1 GiB object
-	targetTripsPerCore    = 100_000  // trips per CPU second in the consumer
-	targetInitMillis      = 50.0     // bootstrap INIT
+	targetConversionRatio = 15.0      // × the workshop baseline
+	targetShardByteShare  = 0.95      // of 1 MiB/s, aggregated
+	targetThrottledShare  = 0.01      // of entries, aggregated
+	targetFlatRSS         = 64 << 20  // resident bytes for a 1 GiB object, conversion path (issues 3, 9)
+	targetIngestRSS       = 256 << 20 // IngestFunction with a 1 GiB object under a 256 MB memory setting (issue 6)
+	targetTripsPerCore    = 100_000   // trips per CPU second in the consumer
+	targetInitMillis      = 50.0      // bootstrap INIT
 )
 
 // targets evaluates the issues' goals against what was measured.
@@ -79,10 +80,10 @@ func targets(r *Results) []Target {
 		add("flat memory, 1 GiB object, conversion path", flatGoal, true, fmt.Sprintf("%.1f MiB peak RSS (converter alone)", mib(big.ConvertPeakRSS)),
 			big.ConvertPeakRSS > 0 && big.ConvertPeakRSS <= targetFlatRSS, "")
 		small := in.Runs[0]
-		add("flat memory, 1 GiB object, IngestFunction", flatGoal, true,
+		add("1 GiB object, IngestFunction", "< 256 MB resident (a 256 MB function), flat", true,
 			fmt.Sprintf("%.1f MiB (%s: %.1f MiB); Kinesis discarding: %.1f MiB (%s: %.1f MiB)", mib(big.PeakRSS), small.Label, mib(small.PeakRSS),
 				mib(big.DiscardPeakRSS), small.Label, mib(small.DiscardPeakRSS)),
-			big.PeakRSS <= targetFlatRSS, "flat in the object size either way")
+			big.PeakRSS < targetIngestRSS && big.PeakRSS < 2*small.PeakRSS, "")
 	case in != nil && len(in.Runs) > 0:
 		last := in.Runs[len(in.Runs)-1]
 		add("flat memory, 1 GiB object, conversion path", flatGoal, false,
