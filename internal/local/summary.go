@@ -177,7 +177,7 @@ func (s *Summary) reconcile(archive, consumer bool) {
 	check(s.RowsRead == s.RecordsSent+s.Rejected && s.Failed == 0,
 		"rows read %d = records sent %d + rejected %d (unknown fate: %d)", s.RowsRead, s.RecordsSent, s.Rejected, s.Failed)
 	if archive {
-		check(s.ArchiveDistinct == s.RecordsSent, "archive holds %d distinct records of %d sent (%d lines, %d duplicates from at-least-once delivery)",
+		check(s.ArchiveDistinct == s.RecordsSent, "archive holds %d distinct records of %d sent (%d lines, %d duplicates: resends after timeouts and at-least-once delivery, dropped by record_id)",
 			s.ArchiveDistinct, s.RecordsSent, s.ArchiveRecords, s.ArchiveRecords-s.ArchiveDistinct)
 	}
 	if consumer {
