@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,9 @@ type pqColumn struct {
 	ts   tsKind
 	unit time.Duration // of tsLocal/tsUTC
 	date bool
+	dec  bool // DECIMAL: the stored value is the unscaled integer
+	// scale is the DECIMAL's digits after the point (value = unscaled / 10^scale).
+	scale int
 }
 
 // parquetReader turns each Parquet row into the CSV text of its values and runs it through the same
@@ -56,7 +60,15 @@ type parquetReader struct {
 
 // NewParquetReader reads a Parquet file (flat schema: one field per column, as TLC publishes).
 // opts.Resume.Offset is the index of the next row.
-func NewParquetReader(r io.ReaderAt, size int64, opts Options) (RowReader, error) {
+//
+// parquet-go panics on some malformed schemas; a crafted file must not crash the caller, so a panic
+// while opening or reading becomes an error ("opening parquet: ..." / "reading parquet: ...").
+func NewParquetReader(r io.ReaderAt, size int64, opts Options) (_ RowReader, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("opening parquet: malformed file: %v", p)
+		}
+	}()
 	f, err := parquet.OpenFile(r, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return nil, fmt.Errorf("opening parquet: %w", err)
@@ -82,6 +94,8 @@ func NewParquetReader(r io.ReaderAt, size int64, opts Options) (RowReader, error
 				}
 			case *format.DateType:
 				c.date = true
+			case *format.DecimalType:
+				c.dec, c.scale = true, int(v.Scale)
 			}
 		} else if ct := t.ConvertedType(); ct != nil {
 			switch *ct {
@@ -148,7 +162,13 @@ func (pr *parquetReader) seek(idx int64) error {
 	return nil
 }
 
-func (pr *parquetReader) Next() (Record, error) {
+func (pr *parquetReader) Next() (rec Record, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			pr.fatal = fmt.Errorf("reading parquet: malformed file: %v", p)
+			rec, err = Record{}, pr.fatal
+		}
+	}()
 	if pr.fatal != nil {
 		return Record{}, pr.fatal
 	}
@@ -242,10 +262,16 @@ func (pr *parquetReader) appendText(b []byte, c *pqColumn, v parquet.Value) ([]b
 		if c.date {
 			return time.Unix(int64(v.Int32())*86400, 0).UTC().AppendFormat(b, time.DateOnly), true
 		}
+		if c.dec {
+			return appendDecimal(b, big.NewInt(int64(v.Int32())), c.scale), true
+		}
 		return strconv.AppendInt(b, int64(v.Int32()), 10), true
 	case parquet.Int64:
 		if c.ts != tsNone {
 			return appendTimestamp(b, v.Int64(), c), true
+		}
+		if c.dec {
+			return appendDecimal(b, big.NewInt(v.Int64()), c.scale), true
 		}
 		return strconv.AppendInt(b, v.Int64(), 10), true
 	case parquet.Int96:
@@ -259,9 +285,37 @@ func (pr *parquetReader) appendText(b []byte, c *pqColumn, v parquet.Value) ([]b
 	case parquet.Double:
 		return appendFloat(b, v.Double()), true
 	case parquet.ByteArray, parquet.FixedLenByteArray:
+		if c.dec {
+			// Big-endian two's complement unscaled integer.
+			raw := v.ByteArray()
+			n := new(big.Int).SetBytes(raw)
+			if len(raw) > 0 && raw[0]&0x80 != 0 {
+				n.Sub(n, new(big.Int).Lsh(big.NewInt(1), uint(8*len(raw))))
+			}
+			return appendDecimal(b, n, c.scale), true
+		}
 		return append(b, v.ByteArray()...), true
 	}
 	return b, false
+}
+
+// appendDecimal writes the DECIMAL with unscaled value n and scale digits after the point, exactly
+// (1250 with scale 2 → 12.50, -5 with scale 2 → -0.05).
+func appendDecimal(b []byte, n *big.Int, scale int) []byte {
+	if n.Sign() < 0 {
+		b = append(b, '-')
+		n = new(big.Int).Neg(n)
+	}
+	digits := n.Text(10)
+	if scale <= 0 {
+		return append(b, digits...)
+	}
+	if len(digits) <= scale {
+		digits = strings.Repeat("0", scale-len(digits)+1) + digits
+	}
+	b = append(b, digits[:len(digits)-scale]...)
+	b = append(b, '.')
+	return append(b, digits[len(digits)-scale:]...)
 }
 
 func appendFloat32(b []byte, f float32) []byte {
