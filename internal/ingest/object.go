@@ -212,8 +212,10 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 	}
 	r.src = src
 	defer src.close()
+	// Retries are bounded by time, not by count (MaxRetries -1): a record that cannot be written before
+	// the deadline is handed over with the object (release or continuation), never given up on.
 	pc := producer.Config{StreamName: h.cfg.Stream, Aggregate: h.cfg.Aggregate, Logger: h.log,
-		MaxBufferedBytes: bufferFor(h.cfg.DeadlineMargin)}
+		MaxBufferedBytes: bufferFor(h.cfg.DeadlineMargin), MaxRetries: -1}
 	if strings.HasPrefix(h.cfg.Stream, "arn:") {
 		pc.StreamName, pc.StreamARN = "", h.cfg.Stream
 	}
@@ -221,6 +223,14 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 		return r.res, inv.release(ctx, r.st, &r.res, fmt.Errorf("starting the producer: %w", err))
 	}
 	stopAt := inv.stopAt(ctx)
+	// Put may wait for pacing and backoffs: not past the point where reading must stop, so that an
+	// object released on a producer error still has the margin to write its manifest.
+	putCtx := ctx
+	if !stopAt.IsZero() {
+		var cancel context.CancelFunc
+		putCtx, cancel = context.WithDeadline(ctx, stopAt)
+		defer cancel()
+	}
 	readThisInvocation := int64(0)
 	for {
 		if !stopAt.IsZero() && !h.now().Before(stopAt) {
@@ -250,7 +260,7 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 		}
 		r.rows++
 		readThisInvocation++
-		if err := r.prod.Put(ctx, producer.Entry{Data: rec.JSON, PartitionKey: r.partitionKey(), Tag: rec.Row}); err != nil {
+		if err := r.prod.Put(putCtx, producer.Entry{Data: rec.JSON, PartitionKey: r.partitionKey(), Tag: rec.Row}); err != nil {
 			r.pending++ // its fate is unknown too
 			return r.producerFailed(ctx, fmt.Errorf("putting row %d: %w", rec.Row, err))
 		}
@@ -280,10 +290,25 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 // changes set makes) in the manifest. done is true when the run must stop (an error or a failed object).
 func (r *run) commit(ctx context.Context, set func(m *Manifest)) (done bool, res ObjectResult, err error) {
 	inv := r.inv
-	failures, err := r.prod.Flush(ctx)
+	fctx := ctx
+	if d, ok := ctx.Deadline(); ok {
+		// Half the margin for the flush (the buffer is sized for it), half for the manifest and hand-over.
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithDeadline(ctx, d.Add(-inv.h.cfg.DeadlineMargin/2))
+		defer cancel()
+	}
+	failures, err := r.prod.Flush(fctx)
 	if err != nil {
 		res, err := r.producerFailed(ctx, fmt.Errorf("flushing: %w", err))
 		return true, res, err
+	}
+	// Only a record that can never be written (too large, bad key) is a rejected row; any other
+	// failure means "not now": the object is released at its last checkpoint for the retry.
+	for _, f := range failures {
+		if !producer.IsTerminal(f.Err) {
+			res, err := r.producerFailed(ctx, fmt.Errorf("row %d not written: %s: %w", f.Tag, f.Reason, f.Err))
+			return true, res, err
+		}
 	}
 	for _, f := range failures {
 		detail := f.Reason
@@ -358,10 +383,12 @@ func (r *run) commitAndFail(ctx context.Context, reason string) (ObjectResult, e
 // other producer error fails the object with the rows counted as failed.
 func (r *run) producerFailed(ctx context.Context, cause error) (ObjectResult, error) {
 	inv := r.inv
-	// Out of time (the context ended, or the producer's next backoff would pass the deadline): not the
+	// Out of time (the context ended, or the producer's next backoff would pass the deadline), or an
+	// error that may pass (throttling, a server or transport error, a failed shard-map refresh): not the
 	// object's fault. Release it at its last checkpoint for the retry of this event, which resumes there
 	// (rows sent since the checkpoint are sent again: duplicates that consumers drop by record_id).
-	if ctx.Err() != nil || errors.Is(cause, context.DeadlineExceeded) {
+	// Only a terminal error (access denied, no such stream, a validation error) fails the object.
+	if ctx.Err() != nil || !producer.IsTerminal(cause) {
 		return r.res, inv.release(ctx, r.st, &r.res, cause)
 	}
 	// Rejected rows are final: keep them; the records in flight are counted as failed.

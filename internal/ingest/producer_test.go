@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -125,4 +126,65 @@ func storedStrings(k *fakeKinesis) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestLongBrownoutRejectsNothing: every entry fails with InternalFailure for 40 requests in a row —
+// more than the producer's default retry count — then the stream recovers. Retries are bounded by time,
+// not count, so no row is given up on: all are sent, none is recorded as rejected.
+func TestLongBrownoutRejectsNothing(t *testing.T) {
+	k := &fakeKinesis{}
+	k.putRecords = func(call int, in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
+		out := &kinesis.PutRecordsOutput{}
+		for _, en := range in.Records {
+			if call <= 40 {
+				out.Records = append(out.Records, kinesistypes.PutRecordsResultEntry{
+					ErrorCode: aws.String("InternalFailure"), ErrorMessage: aws.String("Internal service failure.")})
+				out.FailedRecordCount = aws.Int32(aws.ToInt32(out.FailedRecordCount) + 1)
+				continue
+			}
+			out.Records = append(out.Records, k.store(en))
+		}
+		return out, nil
+	}
+	e := newRealProducerEnv(t, k)
+	if _, err := e.handle(context.Background(), e.putObject("raw/yellow.csv", tlcCSV(120))); err != nil {
+		t.Fatal(err)
+	}
+	m := e.manifest("state/ingest/")
+	checkReconciles(t, m)
+	if m.Status != StatusDone || m.Counts.RecordsSent != 120 || m.Counts.Rejected != 0 {
+		t.Fatalf("manifest: %s (%s) %+v, want done with 120 sent and nothing rejected", m.Status, m.Reason, m.Counts)
+	}
+	if got := len(uniq(storedStrings(k))); got != 120 {
+		t.Errorf("stream holds %d distinct records, want 120", got)
+	}
+}
+
+// TestRetryableProducerErrorReleases: a flush that fails with a retryable error that is not the
+// deadline (here: the producer's retries ran out) releases the object at its checkpoint instead of
+// failing it or rejecting the rows; the retry of the event sends them.
+func TestRetryableProducerErrorReleases(t *testing.T) {
+	e := newEnv(t, nil)
+	flushes := 0
+	e.prodMod = func(p *fakeProducer) {
+		p.flushErr = func() error {
+			if flushes++; flushes == 2 {
+				return fmt.Errorf("putting records: %w", producer.ErrRetriesExhausted)
+			}
+			return nil
+		}
+	}
+	ev := e.putObject("raw/yellow.csv", tlcCSV(100))
+	res, err := e.handle(context.Background(), ev)
+	if err == nil || res.Objects[0].Outcome != OutcomeReleased {
+		t.Fatalf("first invocation: %v %+v, want released with an error for the retry", err, res)
+	}
+	if res, err = e.handle(context.Background(), ev); err != nil || res.Objects[0].Outcome != OutcomeDone {
+		t.Fatalf("retry: %v %+v, want done", err, res)
+	}
+	m := e.manifest("state/ingest/")
+	checkReconciles(t, m)
+	if m.Counts.RowsRead != 100 || m.Counts.Rejected != 0 || m.Counts.Failed != 0 {
+		t.Errorf("manifest counts %+v: want 100 rows, none rejected or failed", m.Counts)
+	}
 }

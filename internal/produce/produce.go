@@ -105,7 +105,8 @@ func Run(ctx context.Context, client producer.Client, inputs []Input, opts Optio
 				return producer.New(ctx, c, cfg)
 			}
 		}
-		cfg := producer.Config{Aggregate: opts.Aggregate}
+		// Retries are bounded by Ctrl-C, not by a count: a brownout delays the run, it does not drop rows.
+		cfg := producer.Config{Aggregate: opts.Aggregate, MaxRetries: -1}
 		if isARN(opts.Stream) {
 			cfg.StreamARN = opts.Stream
 		} else {

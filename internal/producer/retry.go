@@ -179,3 +179,19 @@ func realSleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// IsTerminal reports whether err (from Put, Flush or a Failure) is one that retrying later cannot fix:
+// a request error such as a validation error, access denied or a stream that does not exist, or a
+// record that can never be written (too large, bad partition key). Deadlines, cancellations,
+// throttling, server and transport errors, exhausted retries and entry-level error codes (e.g. KMS
+// throttling) are not terminal: the records can be written later.
+func IsTerminal(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, ErrRetriesExhausted), errors.Is(err, ErrEntryRejected):
+		return false
+	case errors.Is(err, ErrRecordTooLarge), errors.Is(err, ErrInvalidPartitionKey):
+		return true
+	}
+	return classify(err) == terminal
+}
