@@ -242,6 +242,15 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 		}
 		if err != nil {
 			var re *convert.RowError
+			var te *transportError
+			if errors.As(err, &te) {
+				// The connection to S3 failed, not the object: keep what was sent and release the
+				// object at that checkpoint for the retry.
+				if done, res, err := r.commit(ctx, nil); done {
+					return res, err
+				}
+				return r.res, inv.release(ctx, r.st, &r.res, fmt.Errorf("reading after row %d: %w", r.st.m.Counts.RowsRead, err))
+			}
 			if !errors.As(err, &re) {
 				// Fatal for the file (corrupt gzip, not a Parquet file, ...): keep what was read.
 				reason := fmt.Sprintf("reading after row %d: %v", r.st.m.Counts.RowsRead+r.rows, err)

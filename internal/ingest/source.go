@@ -40,6 +40,35 @@ type source struct {
 	gets  func() int // ranged GETs issued (Parquet)
 }
 
+// transportError is a failure to read the object from S3 (a reset connection, a timeout, a 5xx on
+// a ranged GET): not the object's fault. The object is released at its last checkpoint for the retry,
+// never failed for it.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
+
+// transportBody tags the read errors of an S3 response body as transport errors.
+type transportBody struct{ io.ReadCloser }
+
+func (b transportBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = &transportError{err}
+	}
+	return n, err
+}
+
+// sourceOrTransport keeps a transport error as it is (to be retried) and makes any other a
+// sourceError (a problem of the object itself).
+func sourceOrTransport(err error) error {
+	var te *transportError
+	if errors.As(err, &te) {
+		return err
+	}
+	return &sourceError{err}
+}
+
 // sourceError wraps problems of the object itself (corrupt gzip, not a Parquet file, object changed):
 // they fail the object with a reason instead of being retried.
 type sourceError struct{ err error }
@@ -67,7 +96,7 @@ func (h *Handler) openSource(ctx context.Context, o objectRef, f convert.Format,
 		rr, err := h.readers.newCSV(bufio.NewReaderSize(body, csvBufferSize), opts)
 		if err != nil {
 			body.Close()
-			return nil, &sourceError{fmt.Errorf("reading CSV: %w", err)}
+			return nil, sourceOrTransport(fmt.Errorf("reading CSV: %w", err))
 		}
 		return &source{rows: rr, close: body.Close}, nil
 	case convert.FormatGzipCSV:
@@ -84,18 +113,18 @@ func (h *Handler) openSource(ctx context.Context, o objectRef, f convert.Format,
 			in = eofReader{}
 		case err != nil:
 			body.Close()
-			return nil, &sourceError{fmt.Errorf("reading gzip: %w", err)}
+			return nil, sourceOrTransport(fmt.Errorf("reading gzip: %w", err))
 		}
 		if offset > 0 {
 			if _, err := io.CopyN(io.Discard, in, offset); err != nil {
 				body.Close()
-				return nil, &sourceError{fmt.Errorf("skipping %d decompressed bytes to the checkpoint: %w", offset, err)}
+				return nil, sourceOrTransport(fmt.Errorf("skipping %d decompressed bytes to the checkpoint: %w", offset, err))
 			}
 		}
 		rr, err := h.readers.newCSV(bufio.NewReaderSize(in, csvBufferSize), opts)
 		if err != nil {
 			body.Close()
-			return nil, &sourceError{fmt.Errorf("reading CSV: %w", err)}
+			return nil, sourceOrTransport(fmt.Errorf("reading CSV: %w", err))
 		}
 		return &source{rows: rr, close: body.Close}, nil
 	case convert.FormatParquet:
@@ -115,7 +144,7 @@ func (h *Handler) openSource(ctx context.Context, o objectRef, f convert.Format,
 		ra := newS3ReaderAt(ctx, h.s3, o, size)
 		rr, err := h.readers.newParquet(ra, size, opts)
 		if err != nil {
-			return nil, &sourceError{fmt.Errorf("reading Parquet: %w", err)}
+			return nil, sourceOrTransport(fmt.Errorf("reading Parquet: %w", err))
 		}
 		return &source{rows: rr, close: func() error { return nil }, gets: ra.getCount}, nil
 	}
@@ -158,7 +187,7 @@ func (h *Handler) getRange(ctx context.Context, o objectRef, offset int64) (io.R
 		}
 		return nil, fmt.Errorf("getting s3://%s/%s: %w", o.Bucket, o.Key, err)
 	}
-	return out.Body, nil
+	return transportBody{out.Body}, nil
 }
 
 // Parquet read cache: ranged GETs of readAheadBlocks blocks, at most cacheBlocks blocks kept.
@@ -242,7 +271,7 @@ func (r *s3ReaderAt) block(idx int64) ([]byte, error) {
 		if isPreconditionFailed(err) || isNotFound(err) {
 			return nil, fmt.Errorf("getting s3://%s/%s: object changed or deleted since the notification: %w", r.o.Bucket, r.o.Key, err)
 		}
-		return nil, fmt.Errorf("getting s3://%s/%s bytes %d-%d: %w", r.o.Bucket, r.o.Key, start, end-1, err)
+		return nil, &transportError{fmt.Errorf("getting s3://%s/%s bytes %d-%d: %w", r.o.Bucket, r.o.Key, start, end-1, err)}
 	}
 	defer out.Body.Close()
 	var first []byte
@@ -250,7 +279,7 @@ func (r *s3ReaderAt) block(idx int64) ([]byte, error) {
 		bs, be := i*blockSize, min((i+1)*blockSize, r.size)
 		data := make([]byte, be-bs)
 		if _, err := io.ReadFull(out.Body, data); err != nil {
-			return nil, fmt.Errorf("reading s3://%s/%s bytes %d-%d: %w", r.o.Bucket, r.o.Key, start, end-1, err)
+			return nil, &transportError{fmt.Errorf("reading s3://%s/%s bytes %d-%d: %w", r.o.Bucket, r.o.Key, start, end-1, err)}
 		}
 		r.blocks[i] = r.lru.PushFront(&cacheBlock{idx: i, data: data})
 		if i == idx {
