@@ -223,14 +223,10 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 		return r.res, inv.release(ctx, r.st, &r.res, fmt.Errorf("starting the producer: %w", err))
 	}
 	stopAt := inv.stopAt(ctx)
-	// Put may wait for pacing and backoffs: not past the point where reading must stop, so that an
-	// object released on a producer error still has the margin to write its manifest.
-	putCtx := ctx
-	if !stopAt.IsZero() {
-		var cancel context.CancelFunc
-		putCtx, cancel = context.WithDeadline(ctx, stopAt)
-		defer cancel()
-	}
+	// Put runs on the invocation's own context: a deadline any earlier would cancel requests in flight
+	// that Kinesis may already have stored, and the hand-over would send them again. Put's waits are
+	// short (per-shard throttle backoff ≤ 1 s, a buffer that drains in a quarter of the margin), so
+	// reading stops close to stopAt; a producer that runs out of time releases the object.
 	readThisInvocation := int64(0)
 	for {
 		if !stopAt.IsZero() && !h.now().Before(stopAt) {
@@ -269,7 +265,7 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 		}
 		r.rows++
 		readThisInvocation++
-		if err := r.prod.Put(putCtx, producer.Entry{Data: rec.JSON, PartitionKey: r.partitionKey(), Tag: rec.Row}); err != nil {
+		if err := r.prod.Put(ctx, producer.Entry{Data: rec.JSON, PartitionKey: r.partitionKey(), Tag: rec.Row}); err != nil {
 			r.pending++ // its fate is unknown too
 			return r.producerFailed(ctx, fmt.Errorf("putting row %d: %w", rec.Row, err))
 		}
@@ -301,9 +297,11 @@ func (r *run) commit(ctx context.Context, set func(m *Manifest)) (done bool, res
 	inv := r.inv
 	fctx := ctx
 	if d, ok := ctx.Deadline(); ok {
-		// Half the margin for the flush (the buffer is sized for it), half for the manifest and hand-over.
+		// The flush may use the margin but a reserve (a quarter of it, at most 5 s), kept for the
+		// manifest write and the hand-over or release after it. The buffer drains in a quarter of the
+		// margin at one shard's limit (bufferFor).
 		var cancel context.CancelFunc
-		fctx, cancel = context.WithDeadline(ctx, d.Add(-inv.h.cfg.DeadlineMargin/2))
+		fctx, cancel = context.WithDeadline(ctx, d.Add(-min(inv.h.cfg.DeadlineMargin/4, 5*time.Second)))
 		defer cancel()
 	}
 	failures, err := r.prod.Flush(fctx)
@@ -496,12 +494,13 @@ func (h *Handler) invokeSelf(ctx context.Context, ev Event) error {
 	return nil
 }
 
-// bufferFor sizes the producer's buffer so that what it holds at a hand-over can be written within the
-// deadline margin even on a single shard: half the margin at one shard's write limit (1 MiB/s), between
-// 256 KiB and the producer's default. A small margin means smaller, more frequent writes, never a
-// final flush that outlasts the invocation.
+// bufferFor sizes the producer's buffer so that what it holds at a hand-over can be written well
+// within the flush's share of the deadline margin (see commit) even on a single shard: a
+// quarter of the margin at one shard's write limit (1 MiB/s), between 256 KiB and the producer's
+// default. A small margin means smaller, more frequent writes, never a final flush that outlasts the
+// invocation.
 func bufferFor(margin time.Duration) int {
-	b := int(margin.Seconds() / 2 * float64(producer.ShardBytesPerSecond))
+	b := int(margin.Seconds() / 4 * float64(producer.ShardBytesPerSecond))
 	return min(max(b, 256<<10), producer.DefaultMaxBufferedBytes)
 }
 

@@ -324,7 +324,7 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}
-			lf.Handler = lambda.NewHandler(h.Handle)
+			lf.Handler = h // its own event decoder, as functions/process's lambda.Start(h) uses on AWS
 		case ReplayFunction:
 			h, err := newReplay(cfg, c, store, log)
 			if err != nil {

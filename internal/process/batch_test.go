@@ -318,3 +318,23 @@ func propertyRun(t *testing.T, model string, seed uint64) {
 	}
 	t.Logf("%d records, %d invokes, %d partial failures, %v residual objects, fail rate %.2f", len(recs), invokes, failures, residuals, failRate)
 }
+
+// TestQuarantineLineIsValidJSON: a record the trip parser reads but that is not valid JSON (a number
+// like 1-2) is quarantined as _raw, so every quarantine line stays valid JSON for Athena or jq.
+func TestQuarantineLineIsValidJSON(t *testing.T) {
+	store := newFakeS3()
+	h, _, _ := newTestHandler(t, store, nil)
+	bad := []byte(`{"record_id":"0000000000000000000000000000beef","taxi_type":"yellow","pickup_datetime":"2019-01-15T10:00:00-05:00","fare_amount":1-2}` + "\n")
+	resp, err := h.Handle(context.Background(), eventOf([]events.KinesisEventRecord{kinesisRecord(0, bad)}))
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("resp %+v err %v", resp, err)
+	}
+	keys := store.keys(QuarantinePrefix)
+	if len(keys) != 1 {
+		t.Fatalf("quarantine objects %v, want 1", keys)
+	}
+	q := readQuarantine(t, store.objects[keys[0]]) // fails on a line that is not valid JSON
+	if len(q) != 1 || q[0]["_raw"] != string(bad) {
+		t.Errorf("quarantine = %v, want the record kept as _raw", q)
+	}
+}

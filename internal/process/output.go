@@ -144,11 +144,15 @@ const writeReserve = 3 * time.Second
 func (h *Handler) commit(ctx context.Context, b *batch, files []*outFile) commitResult {
 	n := len(b.ev.Records)
 	res := commitResult{cut: n}
-	wctx := ctx
+	wctx, fctx := ctx, ctx
 	if dl, ok := ctx.Deadline(); ok {
 		reserve := max(0, min(writeReserve, time.Until(dl)/4))
 		var cancel context.CancelFunc
 		wctx, cancel = context.WithDeadline(ctx, dl.Add(-reserve))
+		defer cancel()
+		// The clean-up writes must end before the invocation does, or Lambda discards the partial
+		// batch response and the whole batch fails.
+		fctx, cancel = context.WithDeadline(ctx, dl.Add(-min(250*time.Millisecond, reserve/2)))
 		defer cancel()
 	}
 	enc := h.encoders.Get().(*parquetEncoder)
@@ -176,7 +180,7 @@ func (h *Handler) commit(ctx context.Context, b *batch, files []*outFile) commit
 				f.upto = res.cut
 				continue
 			}
-			if err := h.put(ctx, b, f, res.cut, enc, &res); err != nil {
+			if err := h.put(fctx, b, f, res.cut, enc, &res); err != nil {
 				if f.minK(b) < res.cut {
 					res.cut = f.minK(b)
 					changed = true
@@ -267,7 +271,9 @@ func (h *Handler) quarantineLine(dst []byte, b *batch, u *unit) []byte {
 	rej, _ := json.Marshal(u.rej)
 	meta, _ := json.Marshal(kinesisMeta{ShardID: b.shard, SequenceNumber: kr.SequenceNumber, SubSequenceNumber: u.sub,
 		PartitionKey: kr.PartitionKey, ArrivalTimestamp: kr.ApproximateArrivalTimestamp.UTC()})
-	if u.parsed {
+	// The trip parser reads only the fields it knows and tolerates text that is not valid JSON
+	// elsewhere; a quarantine line must stay valid JSON, so such a record is kept as _raw.
+	if u.parsed && json.Valid(u.data) {
 		obj := bytes.TrimRight(u.data, " \t\r\n")
 		obj = obj[:len(obj)-1] // the closing '}'
 		dst = append(dst, obj...)

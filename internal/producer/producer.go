@@ -277,12 +277,14 @@ func (p *Producer) Put(ctx context.Context, e Entry) error {
 			fmt.Sprintf("record of %d bytes (data + partition key) exceeds the stream's record size of %d bytes", size, p.maxRecord))
 		return nil
 	}
+	// Buffered first: whatever Put returns, the entry is the producer's (a refresh re-routes every
+	// queued record), so a caller that stops on an error can still Flush it.
+	p.add(userRec{data: append([]byte(nil), e.Data...), pk: e.PartitionKey, tag: e.Tag})
 	if p.stale {
 		if err := p.refresh(ctx); err != nil {
 			return err
 		}
 	}
-	p.add(userRec{data: append([]byte(nil), e.Data...), pk: e.PartitionKey, tag: e.Tag})
 	for p.readyCount >= MaxRecordsPerRequest || p.readyBytes >= MaxRequestBytes || p.buffered >= p.maxBuffered {
 		if p.readyCount == 0 {
 			if p.sealAll(); p.readyCount == 0 {
