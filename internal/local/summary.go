@@ -21,31 +21,35 @@ import (
 // a user would find. Its JSON form is what `taxistream local --summary-json` writes; docs/local-cloud.md
 // documents every field.
 type Summary struct {
-	Objects          int            `json:"objects"`          // ingest manifests (object versions)
-	ObjectsDone      int            `json:"objects_done"`     // manifests with status done
-	ObjectsFailed    int            `json:"objects_failed"`   // manifests with status failed
-	FailedReasons    []string       `json:"failed_reasons"`   // key: reason, per failed object
-	RowsRead         int64          `json:"rows_read"`        // data rows read, all objects
-	RecordsSent      int64          `json:"records_sent"`     // records acknowledged by the stream
-	Rejected         int64          `json:"rejected"`         // rows not converted (under rejected/)
-	Failed           int64          `json:"failed"`           // rows whose fate is unknown (aborted objects)
-	Throttled        int64          `json:"throttled"`        // entries the stream throttled (all retried)
-	Retries          int64          `json:"retries"`          // PutRecords retries
-	KinesisRecords   int64          `json:"kinesis_records"`  // Kinesis records (aggregates count once)
-	Continuations    int            `json:"continuations"`    // ingest hand-overs to a continuation
-	ArchiveObjects   int            `json:"archive_objects"`  // Firehose objects under archive/
-	ArchiveRecords   int64          `json:"archive_records"`  // lines in them
-	ArchiveDistinct  int64          `json:"archive_distinct"` // distinct record_id in them
-	ArchiveErrors    int            `json:"archive_error_objects"`
-	TripObjects      int            `json:"trip_objects"`       // Parquet objects under processed/trips/
-	TripsProcessed   int64          `json:"trips_processed"`    // rows in them
-	Quarantined      int64          `json:"quarantined"`        // lines under quarantine/
-	ConsumerDistinct int64          `json:"consumer_distinct"`  // distinct record_id in processed ∪ quarantine
-	Windows          int            `json:"windows_written"`    // objects under processed/zone_stats/
-	FailureRecords   int            `json:"failure_records"`    // on-failure destination records
-	RejectedByReason map[string]int `json:"rejected_by_reason"` // from rejected/ lines
-	Reconciled       bool           `json:"reconciled"`
-	Reconciliation   []string       `json:"reconciliation"` // one line per check, "ok: ..." or "MISMATCH: ..."
+	Objects          int      `json:"objects"`          // ingest manifests (object versions)
+	ObjectsDone      int      `json:"objects_done"`     // manifests with status done
+	ObjectsFailed    int      `json:"objects_failed"`   // manifests with status failed
+	FailedReasons    []string `json:"failed_reasons"`   // key: reason, per failed object
+	RowsRead         int64    `json:"rows_read"`        // data rows read, all objects
+	RecordsSent      int64    `json:"records_sent"`     // records acknowledged by the stream
+	Rejected         int64    `json:"rejected"`         // rows not converted (under rejected/)
+	Failed           int64    `json:"failed"`           // rows whose fate is unknown (aborted objects)
+	Throttled        int64    `json:"throttled"`        // entries the stream throttled (all retried)
+	Retries          int64    `json:"retries"`          // PutRecords retries
+	KinesisRecords   int64    `json:"kinesis_records"`  // Kinesis records (aggregates count once)
+	Continuations    int      `json:"continuations"`    // ingest hand-overs to a continuation
+	ArchiveObjects   int      `json:"archive_objects"`  // Firehose objects under archive/
+	ArchiveRecords   int64    `json:"archive_records"`  // lines in them
+	ArchiveDistinct  int64    `json:"archive_distinct"` // distinct record_id in them
+	ArchiveErrors    int      `json:"archive_error_objects"`
+	TripObjects      int      `json:"trip_objects"`      // Parquet objects under processed/trips/
+	TripsProcessed   int64    `json:"trips_processed"`   // rows in them
+	Quarantined      int64    `json:"quarantined"`       // lines under quarantine/
+	ConsumerDistinct int64    `json:"consumer_distinct"` // distinct record_id in processed ∪ quarantine
+	// Record ids in one of archive and consumer outputs but not the other (0 and 0 when both hold
+	// exactly the same records).
+	ArchivedNotConsumed int64          `json:"archived_not_consumed"`
+	ConsumerNotArchived int64          `json:"consumer_not_archived"`
+	Windows             int            `json:"windows_written"`    // objects under processed/zone_stats/
+	FailureRecords      int            `json:"failure_records"`    // on-failure destination records
+	RejectedByReason    map[string]int `json:"rejected_by_reason"` // from rejected/ lines
+	Reconciled          bool           `json:"reconciled"`
+	Reconciliation      []string       `json:"reconciliation"` // one line per check, "ok: ..." or "MISMATCH: ..."
 }
 
 type lister interface {
@@ -122,7 +126,6 @@ func summarize(ctx context.Context, b lister, bucketName string, archive, consum
 		return s, err
 	}
 	s.ArchiveDistinct = int64(len(archived))
-	archived = nil
 	err = each(ctx, b, bucketName, "archive-errors/", func(string, []byte) error { s.ArchiveErrors++; return nil })
 	if err != nil {
 		return s, err
@@ -160,6 +163,19 @@ func summarize(ctx context.Context, b lister, bucketName string, archive, consum
 		return s, err
 	}
 	s.ConsumerDistinct = int64(len(consumed))
+	// The same ids, not just as many: a lost record plus a stray one must not look reconciled.
+	if archive && consumer {
+		for id := range consumed {
+			if _, ok := archived[id]; !ok {
+				s.ConsumerNotArchived++
+			}
+		}
+		for id := range archived {
+			if _, ok := consumed[id]; !ok {
+				s.ArchivedNotConsumed++
+			}
+		}
+	}
 	err = each(ctx, b, bucketName, "processed/zone_stats/", func(string, []byte) error { s.Windows++; return nil })
 	return s, err
 }
@@ -183,6 +199,11 @@ func (s *Summary) reconcile(archive, consumer bool) {
 	if consumer {
 		check(s.ConsumerDistinct == s.RecordsSent, "consumer wrote %d distinct records of %d sent (%d trips processed + %d quarantined)",
 			s.ConsumerDistinct, s.RecordsSent, s.TripsProcessed, s.Quarantined)
+	}
+	if archive && consumer {
+		check(s.ArchivedNotConsumed == 0 && s.ConsumerNotArchived == 0,
+			"archive and consumer outputs hold the same record ids (%d archived but not consumed, %d consumed but not archived)",
+			s.ArchivedNotConsumed, s.ConsumerNotArchived)
 	}
 	check(s.FailureRecords == 0, "%d batches or events in the failure destinations", s.FailureRecords)
 	s.Reconciled = true
