@@ -80,11 +80,21 @@ func compile(header []string, taxi, fileName string, src Source) *plan {
 		p.taxiJS = []byte(`,"taxi_type":"` + p.taxi + `"`)
 	}
 	used := map[string]bool{keyRecordID: true, keyTaxiType: true}
+	// unique gives name, or name_2, name_3, ... (the first not taken). nextSuffix remembers where to
+	// resume per name (every suffix below it is taken), so a header of many equal names is linear.
+	nextSuffix := map[string]int{}
 	unique := func(name string) string {
-		n := name
-		for i := 2; used[n]; i++ {
+		if !used[name] {
+			used[name] = true
+			return name
+		}
+		i := max(nextSuffix[name], 2)
+		n := name + "_" + strconv.Itoa(i)
+		for used[n] {
+			i++
 			n = name + "_" + strconv.Itoa(i)
 		}
+		nextSuffix[name] = i + 1
 		used[n] = true
 		return n
 	}

@@ -745,15 +745,21 @@ func TestFileFaults(t *testing.T) {
 		{"corrupt gzip", "raw/corrupt.csv.gz", []byte("this is not gzip at all"), []string{StatusFailed}, 0, 0, "gzip"},
 		{"truncated gzip", "raw/truncated.csv.gz", full[:len(full)/2], []string{StatusFailed}, -1, -1, "unexpected EOF"},
 		{"2 MB single line", "raw/big.csv", big, []string{StatusDone}, 1, 0, ""},
+		{"2 MB header line", "raw/wide.csv", bytes.Repeat([]byte("h"), 2<<20), []string{StatusDone}, 0, 0, ""},
 		{"unknown suffix", "raw/notes.txt", []byte("hello"), []string{StatusFailed}, 0, 0, "unsupported format"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, nil)
 			e.prodMod = func(p *fakeProducer) { p.maxRecord = 1 << 20 }
-			res, err := e.handle(context.Background(), e.putObject(tt.key, tt.body))
+			ev := e.putObject(tt.key, tt.body)
+			res, err := e.handle(context.Background(), ev)
 			if err != nil {
 				t.Fatalf("Handle: %v", err)
+			}
+			// A duplicate notification reads the manifest back (whatever its checkpoint holds) and does nothing.
+			if dup, err := e.handle(context.Background(), ev); err != nil || dup.Objects[0].Outcome != OutcomeDuplicate {
+				t.Errorf("duplicate notification: %v %+v, want outcome duplicate", err, dup)
 			}
 			m := e.manifest("state/ingest/")
 			if !slices.Contains(tt.wantStatus, m.Status) {

@@ -141,9 +141,12 @@ func (h *Handler) loadManifest(ctx context.Context, key string) (m Manifest, eta
 		return Manifest{}, "", false, fmt.Errorf("getting manifest s3://%s/%s: %w", h.cfg.Bucket, key, err)
 	}
 	defer out.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(out.Body, maxManifestBytes))
+	b, err := io.ReadAll(io.LimitReader(out.Body, maxManifestBytes+1))
 	if err != nil {
 		return Manifest{}, "", false, fmt.Errorf("reading manifest s3://%s/%s: %w", h.cfg.Bucket, key, err)
+	}
+	if len(b) > maxManifestBytes {
+		return Manifest{}, "", false, fmt.Errorf("manifest s3://%s/%s is larger than %d bytes", h.cfg.Bucket, key, maxManifestBytes)
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		return Manifest{}, "", false, fmt.Errorf("decoding manifest s3://%s/%s: %w", h.cfg.Bucket, key, err)
@@ -151,8 +154,10 @@ func (h *Handler) loadManifest(ctx context.Context, key string) (m Manifest, eta
 	return m, aws.ToString(out.ETag), true, nil
 }
 
-// maxManifestBytes bounds what is read of a manifest (a header of a few hundred columns fits easily).
-const maxManifestBytes = 1 << 20
+// maxManifestBytes bounds what is read of a manifest. Manifests are small, except that a checkpoint
+// keeps the file's header line, which may be up to convert.MaxRowBytes and grows up to 6× when escaped
+// in JSON (\u00XX): the bound covers that, so any manifest written can be read back.
+const maxManifestBytes = 6*convert.MaxRowBytes + 1<<20
 
 // putManifest writes m conditionally: ifMatch "" means If-None-Match: * (create), else If-Match: ifMatch.
 // It returns the new ETag, or errLostOwnership when the condition failed.
