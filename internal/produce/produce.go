@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -168,6 +169,10 @@ func produceOne(ctx context.Context, p Producer, in Input, opts Options, limiter
 		return fs, err
 	}
 	defer closeFn()
+	// Sends run on a context that outlives Ctrl-C by a grace period: a stop ends the reading, while what
+	// was read is still sent (a request in flight is never cut, a flush under way goes on).
+	sendCtx, stopSends := graceContext(ctx, sendGrace)
+	defer stopSends()
 	pending := 0
 	report := func() {
 		if opts.Progress == nil {
@@ -217,40 +222,33 @@ func produceOne(ctx context.Context, p Producer, in Input, opts Options, limiter
 			err = fmt.Errorf("reading %s: %w", in.Name, rerr)
 			break
 		}
-		if limiter != nil {
-			if werr := limiter.Wait(ctx); werr != nil {
-				break
-			}
-		}
+		// A row that was read is always handed on (sent or reported), even when the rate limiter's
+		// wait is cut short by Ctrl-C.
+		stopping := limiter != nil && limiter.Wait(ctx) != nil
 		if opts.DryRun {
 			out.Write(rec.JSON)
 			pending++
 		} else {
 			key := partitionKey(rr, opts.PartitionKeyField)
-			if perr := p.Put(ctx, producer.Entry{Data: rec.JSON, PartitionKey: key, Tag: rec.Row}); perr != nil {
-				if ctx.Err() != nil {
-					pending++ // buffered before the interrupt; the final flush decides
-					break
-				}
+			perr := p.Put(sendCtx, producer.Entry{Data: rec.JSON, PartitionKey: key, Tag: rec.Row})
+			pending++ // the producer holds it whatever Put returned; the flush below decides
+			if perr != nil {
 				err = fmt.Errorf("%w: %v", errFatal, perr)
 				break
 			}
-			pending++
+		}
+		if stopping {
+			break
 		}
 		if pending >= opts.FlushEvery {
-			if ferr := flush(ctx); ferr != nil {
-				if ctx.Err() != nil {
-					break
-				}
+			if ferr := flush(sendCtx); ferr != nil {
 				err = fmt.Errorf("%w: %v", errFatal, ferr)
 				break
 			}
 		}
 	}
 	// Final flush, also after Ctrl-C: what was read is sent or reported.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if ferr := flush(fctx); ferr != nil && err == nil {
+	if ferr := flush(sendCtx); ferr != nil && err == nil {
 		err = fmt.Errorf("%w: %v", errFatal, ferr)
 	}
 	st := rr.Stats()
@@ -366,3 +364,27 @@ func LocalInputs(args []string, stdin io.Reader) ([]Input, error) {
 }
 
 func isARN(s string) bool { return len(s) > 4 && s[:4] == "arn:" }
+
+// sendGrace is how long sends go on after Ctrl-C.
+const sendGrace = 30 * time.Second
+
+// graceContext returns a context that ends grace after ctx ends (or when stop is called).
+func graceContext(ctx context.Context, grace time.Duration) (c context.Context, stop func()) {
+	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var timer *time.Timer
+	var mu sync.Mutex
+	stopAfter := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timer = time.AfterFunc(grace, cancel)
+	})
+	return c, func() {
+		stopAfter()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
+}
