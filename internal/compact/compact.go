@@ -185,16 +185,20 @@ type Result struct {
 
 // PartitionOp is one plan carried out (or, in a dry run, proposed).
 type PartitionOp struct {
-	Partition  string  `json:"partition"`
-	Sources    int     `json:"sources"`
-	Targets    int     `json:"targets"`
-	BytesIn    int64   `json:"bytes_in"`
-	BytesOut   int64   `json:"bytes_out"`
-	RowsIn     int64   `json:"rows_in"`
-	RowsOut    int64   `json:"rows_out"`
-	Duplicates int64   `json:"duplicates"`
-	Runs       int     `json:"runs,omitempty"`
-	Seconds    float64 `json:"seconds"`
+	Partition  string `json:"partition"`
+	Sources    int    `json:"sources"`
+	Targets    int    `json:"targets"`
+	BytesIn    int64  `json:"bytes_in"`
+	BytesOut   int64  `json:"bytes_out"`
+	RowsIn     int64  `json:"rows_in"`
+	RowsOut    int64  `json:"rows_out"`
+	Duplicates int64  `json:"duplicates"`
+	Runs       int    `json:"runs,omitempty"`
+	// Exclusions is how many compacted files were read (their key columns, BytesExcluded bytes) to
+	// drop the source rows they already hold.
+	Exclusions    int     `json:"exclusions,omitempty"`
+	BytesExcluded int64   `json:"bytes_excluded,omitempty"`
+	Seconds       float64 `json:"seconds"`
 }
 
 // errStop: the deadline leaves no time for the next plan.
@@ -385,53 +389,67 @@ func (r *run) partition(ctx context.Context, date string, objs []Object) error {
 			return err
 		}
 	}
-	var small []Object
+	// Sources: every Parquet object but the compacted files of at least half the target size, which
+	// are final. Those are exclusions: sorted by construction, their keys are merged in to drop the
+	// source rows they already hold. Compacted files are therefore disjoint, and a late duplicate of
+	// a compacted row (a retried ProcessFunction batch) disappears at the next run.
+	var sources, exclusions []Object
 	var removed, added []Object
 	for _, o := range objs {
-		if strings.HasSuffix(o.Key, ".parquet") && o.Size < r.c.opts.TargetFileBytes/2 {
-			small = append(small, o)
+		if !strings.HasSuffix(o.Key, ".parquet") {
+			continue
+		}
+		if isCompacted(o.Key) && o.Size >= r.c.opts.TargetFileBytes/2 {
+			exclusions = append(exclusions, o)
+		} else {
+			sources = append(sources, o)
 		}
 	}
 	defer func() { r.countFiles(objs, removed, added) }()
-	for len(small) >= 2 {
+	for worthPlanning(sources, exclusions) {
 		// The plan takes sources in key order up to the byte budget: the plan limit, and what the
-		// time left can merge.
+		// time left can merge (reading an exclusion's key columns costs about a quarter of its size).
 		budget := r.maxPlanBytes()
 		if left := r.stopAt.Sub(r.c.opts.Now()); !r.req.DryRun {
-			budget = min(budget, int64(left.Seconds()*assumedBytesPerSecond))
+			budget = min(budget, int64(left.Seconds()*assumedBytesPerSecond)-sumSize(exclusions)/4)
 		}
 		n, total := 0, int64(0)
-		for n < len(small) && (n < 2 || total+small[n].Size <= budget) {
-			total += small[n].Size
+		for n < len(sources) && (n < 2 || total+sources[n].Size <= budget) {
+			total += sources[n].Size
 			n++
 		}
 		if total > budget && !r.req.DryRun {
-			return errStop // not even two sources fit: a continuation does it with a full budget
+			return errStop // the plan does not fit the time left: a continuation does it
 		}
-		sources := small[:n]
-		small = small[n:]
-		if len(small) == 1 { // do not leave one small file behind when it fits
-			if total+small[0].Size <= budget {
-				sources = append(sources, small[0])
-				small = nil
-			}
+		plan := sources[:n:n]
+		sources = sources[n:]
+		if len(sources) == 1 && total+sources[0].Size <= budget { // do not leave one file behind
+			plan = append(plan, sources[0])
+			sources = nil
 		}
 		if r.req.DryRun {
-			r.res.Details = append(r.res.Details, PartitionOp{Partition: date, Sources: len(sources), BytesIn: sumSize(sources)})
+			r.res.Details = append(r.res.Details, PartitionOp{Partition: date, Sources: len(plan), BytesIn: sumSize(plan), Exclusions: len(exclusions)})
 			r.res.Plans++
-			r.res.SourcesMerged += len(sources)
-			removed = append(removed, sources...)
-			added = append(added, Object{Size: sumSize(sources)}) // a guess: one file
+			r.res.SourcesMerged += len(plan)
+			removed = append(removed, plan...)
+			guess := Object{Key: PartitionPrefix(date) + targetTag + "dry-run.parquet", Size: sumSize(plan)} // one file
+			added = append(added, guess)
+			exclusions = append(exclusions, guess)
 			continue
 		}
-		deleted, targets, err := r.execute(ctx, date, sources)
+		deleted, targets, err := r.execute(ctx, date, plan, exclusions)
 		switch {
 		case err == nil:
 			removed = append(removed, deleted...)
 			added = append(added, targets...)
+			exclusions = append(exclusions, targets...)
 			r.progress = true
 		case errors.Is(err, errBusy):
 			r.res.Busy++
+			return nil
+		case errors.Is(err, errSourceGone):
+			// Another writer got there first (a retried ProcessFunction batch, another compaction
+			// that finished meanwhile): nothing is wrong, the next run plans from a fresh listing.
 			return nil
 		case errors.Is(err, errDeadline):
 			r.res.CutShort = true
@@ -442,6 +460,18 @@ func (r *run) partition(ctx context.Context, date string, objs []Object) error {
 		}
 	}
 	return nil
+}
+
+// isCompacted reports whether key names a file a compaction wrote (sorted, no duplicates).
+func isCompacted(key string) bool {
+	i := strings.LastIndexByte(key, '/')
+	return strings.HasPrefix(key[i+1:], targetTag)
+}
+
+// worthPlanning reports whether merging sources changes something: two or more files become fewer,
+// or a file that is not a compaction's own is checked against the compacted ones for duplicates.
+func worthPlanning(sources, exclusions []Object) bool {
+	return len(sources) >= 2 || (len(sources) == 1 && len(exclusions) > 0 && !isCompacted(sources[0].Key))
 }
 
 func sumSize(objs []Object) int64 {

@@ -25,11 +25,14 @@ var (
 
 // execute carries out one plan: manifest (planned) → targets → manifest (written) → sources deleted →
 // manifest deleted. It returns the sources deleted and the targets written.
-func (r *run) execute(ctx context.Context, date string, sources []Object) (deleted, targets []Object, err error) {
+//
+// exclusions are compacted files of the partition that are not merged: rows of the sources equal to
+// one of theirs are dropped (they are sorted, so their keys are merged in as they are read).
+func (r *run) execute(ctx context.Context, date string, sources, exclusions []Object) (deleted, targets []Object, err error) {
 	start := r.c.opts.Now()
 	p := &Plan{
 		Version: planVersion, ID: NewRunID(start), RunID: r.req.RunID, Partition: date, Status: StatusPlanned,
-		Created: start.UTC(), LeaseUntil: r.lease.UTC(), Sources: sources,
+		Created: start.UTC(), LeaseUntil: r.lease.UTC(), Sources: sources, Exclusions: exclusions,
 	}
 	p.TargetPrefix = PartitionPrefix(date) + targetTag + p.ID + "-"
 	etag, err := r.m.put(ctx, p, "")
@@ -123,10 +126,10 @@ func (r *run) merge(ctx context.Context, p *Plan) ([]Object, PartitionOp, error)
 	if err != nil {
 		return nil, op, err
 	}
-	files := plannedFiles(s.runSize, cfg.targetBytes)
 	var targets []Object
 	sink := &fileSink{
-		cfg: cfg, rowsPerFile: max(1, (s.rowsIn+files-1)/files), pick: columnIndex(pickupColumn),
+		cfg: cfg, pick: columnIndex(pickupColumn), bpr: float64(op.BytesIn) / float64(max(1, s.rowsIn)),
+		bigFiles: min(s.runSize, cfg.targetBytes) >= pagesOnDiskBytes,
 		emit: func(o output) error {
 			defer os.Remove(o.path)
 			t, err := r.upload(ctx, p.targetKey(len(targets)+1), o)
@@ -138,7 +141,26 @@ func (r *run) merge(ctx context.Context, p *Plan) ([]Object, PartitionOp, error)
 			return nil
 		},
 	}
-	written, dropped, err := mergeInto(ctx, runs, sink)
+	var (
+		excl    []*cursor
+		readers []*rangeReader
+	)
+	for _, o := range p.Exclusions {
+		rr := &rangeReader{ctx: ctx, store: r.c.store, bucket: r.c.opts.Bucket, obj: o}
+		c, err := openKeyCursor(o.Key, rr, o.Size, nil)
+		if err != nil {
+			for _, c := range excl {
+				c.close()
+			}
+			return nil, op, err
+		}
+		excl, readers = append(excl, c), append(readers, rr)
+	}
+	written, dropped, err := mergeInto(ctx, runs, excl, sink)
+	op.Exclusions = len(readers)
+	for _, rr := range readers {
+		op.BytesExcluded += rr.bytes
+	}
 	if err == nil {
 		err = sink.finish()
 	}

@@ -1,6 +1,7 @@
 package compact
 
 import (
+	"bufio"
 	"bytes"
 	"container/heap"
 	"context"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/snappy"
@@ -211,13 +213,29 @@ func (s *sorter) flush() error {
 	return nil
 }
 
-// cursor reads one sorted run.
+// cursor reads one sorted run, or (exclude) the sort keys of a compacted file already in the
+// partition: its rows are not merged, they only suppress equal rows of the sources.
 type cursor struct {
-	f     *os.File
-	rows  parquet.Rows
+	name    string
+	closer  io.Closer
+	exclude bool
+
+	rows  parquet.Rows // full rows (runs)
 	batch []parquet.Row
-	n, i  int
-	done  bool
+
+	keys   *parquet.GenericReader[tripKey] // sort keys (exclusions)
+	kbatch []tripKey
+	kpick  []int64
+	kid    [][]byte
+
+	n, i int
+	done bool
+}
+
+// tripKey is the sort key of a trip, read alone from a compacted file (two column chunks).
+type tripKey struct {
+	RecordID string    `parquet:"record_id"`
+	Pickup   time.Time `parquet:"pickup_datetime,timestamp(microsecond:utc)"`
 }
 
 func openCursor(name string) (*cursor, error) {
@@ -235,17 +253,49 @@ func openCursor(name string) (*cursor, error) {
 		f.Close()
 		return nil, fmt.Errorf("opening run %s: %w", name, err)
 	}
-	c := &cursor{f: f, batch: make([]parquet.Row, readBatch)}
+	c := &cursor{name: name, closer: f, batch: make([]parquet.Row, readBatch)}
 	c.rows = parquet.MultiRowGroup(pf.RowGroups()...).Rows()
 	return c, nil
 }
 
-// fill reads the next batch; false at the end of the run.
+// openKeyCursor reads the sort keys of a compacted file (sorted by construction).
+func openKeyCursor(name string, r io.ReaderAt, size int64, closer io.Closer) (*cursor, error) {
+	pf, err := parquet.OpenFile(r, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true),
+		parquet.ReadBufferSize(keyReadBuffer))
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", name, err)
+	}
+	if _, ok := pf.Schema().Lookup(recordIDColumn); !ok {
+		return nil, fmt.Errorf("%s has no %s column", name, recordIDColumn)
+	}
+	return &cursor{
+		name: name, closer: closer, exclude: true,
+		keys:   parquet.NewGenericRowGroupReader[tripKey](parquet.MultiRowGroup(pf.RowGroups()...)),
+		kbatch: make([]tripKey, readBatch), kpick: make([]int64, readBatch), kid: make([][]byte, readBatch),
+	}, nil
+}
+
+// keyReadBuffer is the read size of a compacted file's key columns (each read is one ranged GET).
+const keyReadBuffer = 4 << 20
+
+// fill reads the next batch; false at the end.
 func (c *cursor) fill() (bool, error) {
 	if c.done {
 		return false, nil
 	}
-	n, err := c.rows.ReadRows(c.batch)
+	var (
+		n   int
+		err error
+	)
+	if c.exclude {
+		n, err = c.keys.Read(c.kbatch)
+		for j := range n {
+			c.kpick[j] = c.kbatch[j].Pickup.UnixMicro()
+			c.kid[j] = append(c.kid[j][:0], c.kbatch[j].RecordID...)
+		}
+	} else {
+		n, err = c.rows.ReadRows(c.batch)
+	}
 	c.n, c.i = n, 0
 	if errors.Is(err, io.EOF) {
 		c.done = true
@@ -261,14 +311,28 @@ func (c *cursor) fill() (bool, error) {
 	return true, nil
 }
 
+func (c *cursor) key(pick, rid int) (int64, []byte) {
+	if c.exclude {
+		return c.kpick[c.i], c.kid[c.i]
+	}
+	r := c.batch[c.i]
+	return r[pick].Int64(), r[rid].ByteArray()
+}
+
 func (c *cursor) close() {
 	if c.rows != nil {
 		c.rows.Close()
 	}
-	c.f.Close()
+	if c.keys != nil {
+		c.keys.Close()
+	}
+	if c.closer != nil {
+		c.closer.Close()
+	}
 }
 
-// cursorHeap orders cursors by the sort key of their current row.
+// cursorHeap orders cursors by the sort key of their current row; on equal keys an exclusion comes
+// first, so that the source rows equal to it are dropped.
 type cursorHeap struct {
 	cs        []*cursor
 	pick, rid int
@@ -276,8 +340,16 @@ type cursorHeap struct {
 
 func (h *cursorHeap) Len() int { return len(h.cs) }
 func (h *cursorHeap) Less(i, j int) bool {
-	a, b := h.cs[i].batch[h.cs[i].i], h.cs[j].batch[h.cs[j].i]
-	return rowLess(a, b, h.pick, h.rid)
+	a, b := h.cs[i], h.cs[j]
+	pa, ia := a.key(h.pick, h.rid)
+	pb, ib := b.key(h.pick, h.rid)
+	if pa != pb {
+		return pa < pb
+	}
+	if c := bytes.Compare(ia, ib); c != 0 {
+		return c < 0
+	}
+	return a.exclude && !b.exclude
 }
 func (h *cursorHeap) Swap(i, j int) { h.cs[i], h.cs[j] = h.cs[j], h.cs[i] }
 func (h *cursorHeap) Push(x any)    { h.cs = append(h.cs, x.(*cursor)) }
@@ -287,22 +359,15 @@ func (h *cursorHeap) Pop() any {
 	return c
 }
 
-func rowLess(a, b parquet.Row, pick, rid int) bool {
-	pa, pb := a[pick].Int64(), b[pick].Int64()
-	if pa != pb {
-		return pa < pb
-	}
-	return bytes.Compare(a[rid].ByteArray(), b[rid].ByteArray()) < 0
-}
-
 // rowSink receives merged rows. The rows are only valid during the call.
 type rowSink interface {
 	writeRows(rows []parquet.Row) error
 }
 
-// mergeInto merges the sorted runs into sink, dropping rows whose record_id equals the previous
-// row's. It returns the rows written and dropped.
-func mergeInto(ctx context.Context, runs []string, sink rowSink) (written, dropped int64, err error) {
+// mergeInto merges the sorted runs into sink, dropping rows whose key equals the previous row's or an
+// exclusion's. The exclusions are opened cursors (openKeyCursor); mergeInto closes them. It returns
+// the rows written and dropped.
+func mergeInto(ctx context.Context, runs []string, exclusions []*cursor, sink rowSink) (written, dropped int64, err error) {
 	pick, rid := columnIndex(pickupColumn), columnIndex(recordIDColumn)
 	h := &cursorHeap{pick: pick, rid: rid}
 	defer func() {
@@ -310,21 +375,34 @@ func mergeInto(ctx context.Context, runs []string, sink rowSink) (written, dropp
 			c.close()
 		}
 	}()
+	add := func(c *cursor) error {
+		ok, err := c.fill()
+		if err != nil || !ok {
+			c.close()
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", c.name, err)
+			}
+			return nil
+		}
+		h.cs = append(h.cs, c)
+		return nil
+	}
+	for i, c := range exclusions {
+		if err := add(c); err != nil {
+			for _, rest := range exclusions[i+1:] {
+				rest.close()
+			}
+			return 0, 0, err
+		}
+	}
 	for _, name := range runs {
 		c, err := openCursor(name)
+		if err == nil {
+			err = add(c)
+		}
 		if err != nil {
 			return 0, 0, err
 		}
-		ok, err := c.fill()
-		if err != nil {
-			c.close()
-			return 0, 0, fmt.Errorf("reading run %s: %w", name, err)
-		}
-		if !ok {
-			c.close()
-			continue
-		}
-		h.cs = append(h.cs, c)
 	}
 	heap.Init(h)
 	out := make([]parquet.Row, 0, readBatch)
@@ -344,12 +422,16 @@ func mergeInto(ctx context.Context, runs []string, sink rowSink) (written, dropp
 	}
 	for h.Len() > 0 {
 		c := h.cs[0]
-		row := c.batch[c.i]
-		p, id := row[pick].Int64(), row[rid].ByteArray()
-		if have && p == lastPick && bytes.Equal(id, lastID) {
-			dropped++
-		} else {
-			out = append(out, row)
+		p, id := c.key(pick, rid)
+		switch {
+		case have && p == lastPick && bytes.Equal(id, lastID):
+			if !c.exclude {
+				dropped++
+			}
+		case c.exclude:
+			lastPick, lastID, have = p, append(lastID[:0], id...), true
+		default:
+			out = append(out, c.batch[c.i])
 			lastPick, lastID, have = p, append(lastID[:0], id...), true
 			if len(out) == cap(out) {
 				if err := flush(); err != nil {
@@ -368,7 +450,7 @@ func mergeInto(ctx context.Context, runs []string, sink rowSink) (written, dropp
 		}
 		ok, err := c.fill()
 		if err != nil {
-			return written, dropped, fmt.Errorf("reading run %s: %w", c.f.Name(), err)
+			return written, dropped, fmt.Errorf("reading %s: %w", c.name, err)
 		}
 		if ok {
 			heap.Fix(h, 0)
@@ -432,7 +514,7 @@ func reduceRuns(ctx context.Context, cfg mergeConfig, runs []string, st *mergeSt
 			if err != nil {
 				return nil, err
 			}
-			_, dropped, err := mergeInto(ctx, group, sink)
+			_, dropped, err := mergeInto(ctx, group, nil, sink)
 			cerr := sink.close()
 			if err == nil {
 				err = cerr
@@ -461,18 +543,59 @@ type output struct {
 	last  int64
 }
 
-// fileSink writes merged rows into output files of about rowsPerFile rows, never above
-// cfg.targetBytes (the writer's size estimate is an upper bound), and hands each finished file to emit.
+// fileSink writes merged rows into output files of about cfg.targetBytes, and hands each finished
+// file to emit. A file is a sequence of row groups of at most cfg.rowGroupRows rows; the size of each
+// row group is chosen from the bytes per row measured so far (the bytes actually written, not the
+// writer's estimate, which for small files is several times too high), so that the file fills up to
+// fillRatio of the target and then closes. Every file but the last is therefore close to the target;
+// the last (the tail) may be small, and a later run merges it with what arrives next.
 type fileSink struct {
-	cfg         mergeConfig
-	rowsPerFile int64
-	emit        func(output) error
-	pick        int
+	cfg      mergeConfig
+	bigFiles bool    // buffer pages on disk
+	bpr      float64 // bytes per row: an estimate at first (the sources'), then measured
+	emit     func(output) error
+	pick     int
 
-	f   *os.File
-	w   *parquet.GenericWriter[process.TripRow]
-	cur output
-	seq int
+	f         *os.File
+	bw        *bufio.Writer
+	cw        *countingWriter
+	w         *parquet.GenericWriter[process.TripRow]
+	cur       output
+	rgLeft    int64 // rows still to write into the current row group
+	rowGroups int   // row groups written into the current file
+	seq       int
+}
+
+// fillRatio is the share of the target a file is filled to (the rest is for the footer and for the
+// error of the bytes-per-row estimate); a file with less than closeRatio of the target left closes.
+const (
+	fillRatio  = 0.97
+	closeRatio = 0.05
+)
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// footerPerRowGroup estimates the footer bytes of one row group (chunk metadata, column and offset
+// indexes of every column): negligible for the row groups of a large file, most of a small one.
+var footerPerRowGroup = 300 * len(tripSchema.Columns())
+
+// nextRowGroup returns the rows of the next row group of the current file, 0 when the file is full.
+func (s *fileSink) nextRowGroup() int64 {
+	room := fillRatio*float64(s.cfg.targetBytes) - float64(s.cw.n) - float64((s.rowGroups+1)*footerPerRowGroup)
+	if s.cur.rows > 0 && room < closeRatio*float64(s.cfg.targetBytes) {
+		return 0
+	}
+	return max(1, min(s.cfg.rowGroupRows, int64(room/max(s.bpr, 1))))
 }
 
 func (s *fileSink) writeRows(rows []parquet.Row) error {
@@ -482,7 +605,7 @@ func (s *fileSink) writeRows(rows []parquet.Row) error {
 				return err
 			}
 		}
-		n := min(int64(len(rows)), s.rowsPerFile-s.cur.rows)
+		n := min(int64(len(rows)), s.rgLeft)
 		chunk := rows[:n]
 		if _, err := s.w.WriteRows(chunk); err != nil {
 			return fmt.Errorf("writing %s: %w", s.cur.path, err)
@@ -492,8 +615,17 @@ func (s *fileSink) writeRows(rows []parquet.Row) error {
 		}
 		s.cur.last = chunk[n-1][s.pick].Int64()
 		s.cur.rows += n
+		s.rgLeft -= n
 		rows = rows[n:]
-		if s.cur.rows >= s.rowsPerFile || s.w.Size() >= s.cfg.targetBytes {
+		if s.rgLeft > 0 {
+			continue
+		}
+		if err := s.w.Flush(); err != nil { // the row group is complete: write it
+			return fmt.Errorf("writing %s: %w", s.cur.path, err)
+		}
+		s.rowGroups++
+		s.bpr = float64(s.cw.n) / float64(s.cur.rows)
+		if s.rgLeft = s.nextRowGroup(); s.rgLeft == 0 {
 			if err := s.finish(); err != nil {
 				return err
 			}
@@ -510,14 +642,25 @@ func (s *fileSink) open() error {
 	}
 	// A fresh writer per file: parquet-go v0.32.0 loses the footer's path_in_schema when a writer is
 	// Reset and reused (issue 12).
-	s.f, s.cur = f, output{path: f.Name()}
-	s.w = parquet.NewGenericWriter[process.TripRow](f,
+	s.f, s.cur, s.rowGroups = f, output{path: f.Name()}, 0
+	// The writer's own buffer is off so that the counter sees every byte as soon as a row group is
+	// flushed; the buffering is ours, below the counter.
+	s.bw = bufio.NewWriterSize(f, 1<<20)
+	s.cw = &countingWriter{w: s.bw}
+	opts := []parquet.WriterOption{
 		parquet.Compression(&snappyCodec),
+		parquet.WriteBufferSize(0),
 		parquet.MaxRowsPerRowGroup(s.cfg.rowGroupRows),
-		parquet.ColumnPageBuffers(parquet.NewFileBufferPool(s.cfg.tempDir, "pages-*")),
 		parquet.CreatedBy("taxistream", version.Get().Short(), "compact"),
 		parquet.SortingWriterConfig(parquet.SortingColumns(parquet.Ascending(pickupColumn), parquet.Ascending(recordIDColumn))),
-	)
+	}
+	if s.bigFiles {
+		// The compressed pages of a row group wait on disk, not in memory, until the row group is
+		// written (one temporary file per column).
+		opts = append(opts, parquet.ColumnPageBuffers(parquet.NewFileBufferPool(s.cfg.tempDir, "pages-*")))
+	}
+	s.w = parquet.NewGenericWriter[process.TripRow](s.cw, opts...)
+	s.rgLeft = s.nextRowGroup()
 	return nil
 }
 
@@ -527,6 +670,9 @@ func (s *fileSink) finish() error {
 		return nil
 	}
 	err := s.w.Close()
+	if ferr := s.bw.Flush(); err == nil {
+		err = ferr
+	}
 	if cerr := s.f.Close(); err == nil {
 		err = cerr
 	}
@@ -545,15 +691,9 @@ func (s *fileSink) finish() error {
 	return s.emit(out)
 }
 
-// plannedFiles is how many output files rows need when the runs took runBytes on disk: runs are
-// written with the outputs' encodings, so their size predicts the outputs' (a little above it:
-// smaller pages). At least one; files are balanced rather than filled one after another.
-func plannedFiles(runBytes, targetBytes int64) int64 {
-	if targetBytes <= 0 {
-		return 1
-	}
-	return max(1, (runBytes+targetBytes-1)/targetBytes)
-}
+// pagesOnDiskBytes is the expected output file size from which a row group's pages are buffered on
+// disk rather than in memory.
+const pagesOnDiskBytes = 16 << 20
 
 // cleanDir removes the merge's temporary files.
 func cleanDir(dir string) {

@@ -49,6 +49,9 @@ type Plan struct {
 	Created    time.Time `json:"created"`
 	LeaseUntil time.Time `json:"lease_until"` // no other run touches the plan before (unless it takes over)
 	Sources    []Object  `json:"sources"`
+	// Exclusions are the partition's compacted files left as they are: a source row equal to one of
+	// theirs is dropped (it is a duplicate).
+	Exclusions []Object `json:"exclusions,omitempty"`
 	// TargetPrefix starts the key of every target of the plan: a rollback deletes whatever is under it.
 	TargetPrefix string   `json:"target_prefix"`
 	Targets      []Object `json:"targets,omitempty"` // when written
