@@ -4,7 +4,7 @@
 
 SHELL := /bin/bash
 GO ?= go
-FUNCTIONS := ingest process replay
+FUNCTIONS := ingest process replay compact
 RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 TOOLS_BIN := $(CURDIR)/.tools/bin
 NODE_DIR := $(CURDIR)/tools/node
@@ -13,8 +13,9 @@ LAMBDA_BUILD := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.n
 export TAXISTREAM_RIE := $(TOOLS_BIN)/aws-lambda-rie
 export TAXISTREAM_NODE_MODULES := $(NODE_DIR)/node_modules
 
-.PHONY: all build build-native build-IngestFunction build-ProcessFunction build-ReplayFunction \
-	run test test-unit bench lint tools clean invoke-IngestFunction invoke-ProcessFunction invoke-ReplayFunction
+.PHONY: all build build-native build-IngestFunction build-ProcessFunction build-ReplayFunction build-CompactFunction \
+	run test test-unit bench lint tools clean invoke-IngestFunction invoke-ProcessFunction invoke-ReplayFunction \
+	invoke-CompactFunction
 
 all: build
 
@@ -25,8 +26,10 @@ build-ProcessFunction:
 	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/process
 build-ReplayFunction:
 	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/replay
+build-CompactFunction:
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/compact
 
-# All three functions for Lambda (linux/arm64) into bin/<fn>/bootstrap.
+# All four functions for Lambda (linux/arm64) into bin/<fn>/bootstrap.
 build:
 	@for fn in $(FUNCTIONS); do \
 		echo "building bin/$$fn/bootstrap (linux/arm64)"; \
@@ -77,6 +80,8 @@ invoke-ProcessFunction:
 	sam local invoke ProcessFunction -e events/kinesis.json
 invoke-ReplayFunction:
 	sam local invoke ReplayFunction -e events/replay.json
+invoke-CompactFunction:
+	sam local invoke CompactFunction -e events/compact.json
 
 clean:
 	rm -rf bin .aws-sam .taxistream

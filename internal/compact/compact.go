@@ -62,8 +62,8 @@ type Compactor struct {
 	opts  Options
 }
 
-// New checks the options and returns a Compactor.
-func New(store ObjectStore, opts Options) (*Compactor, error) {
+// NewCompactor checks the options and returns a Compactor.
+func NewCompactor(store ObjectStore, opts Options) (*Compactor, error) {
 	var errs []error
 	if store == nil {
 		errs = append(errs, errors.New("compact: no object store"))

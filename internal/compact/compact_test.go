@@ -1,13 +1,16 @@
 package compact
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/taxistream/taxistream/internal/testpeers"
 )
@@ -201,5 +204,39 @@ func TestKeys(t *testing.T) {
 	after := TripsPrefix + PartitionKey + "=2019-01-31" + "0"
 	if !(PartitionPrefix("2019-01-31")+"\U0010FFFF" < after && after < PartitionPrefix("2019-02-01")) {
 		t.Error("start-after key out of place")
+	}
+}
+
+// TestOlderSchemaSourcesConvert: a file written before a column was added (fewer columns) merges with
+// current ones; the missing columns are null.
+func TestOlderSchemaSourcesConvert(t *testing.T) {
+	b := newTestBucket(t)
+	const d = "2019-07-01"
+	putSources(t, b, d, "shardId-000000000000", genTrips(d, 1, 30), 15)
+	type older struct {
+		RecordID       string    `parquet:"record_id"`
+		TaxiType       string    `parquet:"taxi_type,dict"`
+		PickupDatetime time.Time `parquet:"pickup_datetime,timestamp(microsecond:utc)"`
+		TotalAmount    *float64  `parquet:"total_amount,optional"`
+		PickupHour     int32     `parquet:"pickup_hour"`
+	}
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[older](&buf)
+	if _, err := w.Write([]older{{RecordID: "old-1", TaxiType: "green", PickupDatetime: time.Date(2019, 7, 1, 16, 0, 0, 0, time.UTC), TotalAmount: ptr(12.5), PickupHour: 12}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	put(t, b, PartitionPrefix(d)+"old.parquet", buf.Bytes())
+	res, err := newCompactor(t, b, Options{}).Run(context.Background(), Request{})
+	if err != nil || len(res.Errors) > 0 || res.RowsOut != 31 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	r := testpeers.DuckDBSQL(t, fmt.Sprintf(`SELECT taxi_type, total_amount, fare_amount IS NULL AS no_fare, kinesis_sequence_number
+		FROM read_parquet(%s) WHERE record_id = 'old-1'`, tripsGlob(b.Dir())))
+	want := []map[string]any{{"taxi_type": "green", "total_amount": json.Number("12.5"), "no_fare": true, "kinesis_sequence_number": ""}}
+	if diff := cmp.Diff(want, r[0]); diff != "" {
+		t.Errorf("the old row after compaction (-want +got):\n%s", diff)
 	}
 }

@@ -176,9 +176,33 @@ func newCompactor(t testing.TB, s ObjectStore, opts Options) *Compactor {
 	if opts.TempDir == "" {
 		opts.TempDir = t.TempDir()
 	}
-	c, err := New(s, opts)
+	c, err := NewCompactor(s, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// encodeWithExtraColumn writes a trips file with one more column than process.TripRow (a newer
+// ProcessFunction's file).
+func encodeWithExtraColumn(t testing.TB) []byte {
+	t.Helper()
+	type newer struct {
+		process.TripRow
+		PULocationSource string `parquet:"pu_location_source_v9"`
+	}
+	rows := genTrips("2019-01-01", 99, 3)
+	out := make([]newer, len(rows))
+	for i := range rows {
+		out[i] = newer{TripRow: rows[i], PULocationSource: "reported"}
+	}
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[newer](&buf)
+	if _, err := w.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

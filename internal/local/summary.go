@@ -43,13 +43,14 @@ type Summary struct {
 	ConsumerDistinct int64    `json:"consumer_distinct"` // distinct record_id in processed ∪ quarantine
 	// Record ids in one of archive and consumer outputs but not the other (0 and 0 when both hold
 	// exactly the same records).
-	ArchivedNotConsumed int64          `json:"archived_not_consumed"`
-	ConsumerNotArchived int64          `json:"consumer_not_archived"`
-	Windows             int            `json:"windows_written"`    // objects under processed/zone_stats/
-	FailureRecords      int            `json:"failure_records"`    // on-failure destination records
-	RejectedByReason    map[string]int `json:"rejected_by_reason"` // from rejected/ lines
-	Reconciled          bool           `json:"reconciled"`
-	Reconciliation      []string       `json:"reconciliation"` // one line per check, "ok: ..." or "MISMATCH: ..."
+	ArchivedNotConsumed int64              `json:"archived_not_consumed"`
+	ConsumerNotArchived int64              `json:"consumer_not_archived"`
+	Windows             int                `json:"windows_written"`      // objects under processed/zone_stats/
+	FailureRecords      int                `json:"failure_records"`      // on-failure destination records
+	RejectedByReason    map[string]int     `json:"rejected_by_reason"`   // from rejected/ lines
+	Compaction          *CompactionSummary `json:"compaction,omitempty"` // set by the caller when it compacted
+	Reconciled          bool               `json:"reconciled"`
+	Reconciliation      []string           `json:"reconciliation"` // one line per check, "ok: ..." or "MISMATCH: ..."
 }
 
 type lister interface {
