@@ -146,17 +146,17 @@ func keys[V any](m map[string]V) []string {
 // ProcessFunction's encoder... through the Parquet schema of TripRow and GlueType: each logical type.
 func TestGlueType(t *testing.T) {
 	type row struct {
-		S   string   `parquet:"s"`
-		I32 int32    `parquet:"i32"`
-		I64 *int64   `parquet:"i64,optional"`
-		F   float64  `parquet:"f"`
-		B   bool     `parquet:"b"`
-		TS  int64    `parquet:"ts,timestamp(microsecond:utc)"`
-		D   int32    `parquet:"d,date"`
-		Dec int64    `parquet:"dec,decimal(2:10)"`
-		Raw []byte   `parquet:"raw"`
-		F32 float32  `parquet:"f32"`
-		OS  *string  `parquet:"os,optional"`
+		S   string  `parquet:"s"`
+		I32 int32   `parquet:"i32"`
+		I64 *int64  `parquet:"i64,optional"`
+		F   float64 `parquet:"f"`
+		B   bool    `parquet:"b"`
+		TS  int64   `parquet:"ts,timestamp(microsecond:utc)"`
+		D   int32   `parquet:"d,date"`
+		Dec int64   `parquet:"dec,decimal(2:10)"`
+		Raw []byte  `parquet:"raw"`
+		F32 float32 `parquet:"f32"`
+		OS  *string `parquet:"os,optional"`
 	}
 	cols, err := ParquetColumns(parquet.SchemaOf(row{}))
 	if err != nil {
