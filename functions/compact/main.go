@@ -37,7 +37,7 @@ func main() {
 		log.Error("loading AWS config", "error", err.Error())
 		os.Exit(1)
 	}
-	h, err := compact.NewHandler(cfg, compact.Deps{
+	h, err := compact.New(context.Background(), cfg, compact.Deps{
 		S3:      s3.NewFromConfig(awsCfg),
 		Lambda:  awslambda.NewFromConfig(awsCfg),
 		Log:     log,

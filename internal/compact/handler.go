@@ -55,14 +55,16 @@ type Handler struct {
 	now     func() time.Time
 }
 
-// NewHandler checks cfg and d and returns the handler.
-func NewHandler(cfg config.Config, d Deps) (*Handler, error) {
+// New returns the handler (the constructor shape of every handler: docs/decisions.md). cfg is what
+// config.Load returned and is not checked again; New checks the dependencies, joins every problem into
+// one error, and does no I/O.
+func New(_ context.Context, cfg config.Config, d Deps) (*Handler, error) {
 	var errs []error
-	if d.Lambda == nil {
-		errs = append(errs, errors.New("compact: Deps.Lambda is nil"))
+	if d.S3 == nil {
+		errs = append(errs, errors.New("compact: Deps.S3 is required"))
 	}
-	if cfg.FunctionName == "" {
-		errs = append(errs, errors.New("compact: no function name for continuations (AWS_LAMBDA_FUNCTION_NAME)"))
+	if d.Lambda == nil {
+		errs = append(errs, errors.New("compact: Deps.Lambda is required"))
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
@@ -73,14 +75,14 @@ func NewHandler(cfg config.Config, d Deps) (*Handler, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	c, err := NewCompactor(d.S3, Options{
 		Bucket: cfg.Bucket, TargetFileBytes: int64(cfg.CompactTargetMB) << 20, DeadlineMargin: cfg.DeadlineMargin,
 		TempDir: d.TempDir, Log: d.Log, Now: d.Now,
 	})
 	if err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return &Handler{cfg: cfg, c: c, lambda: d.Lambda, log: d.Log, metrics: d.Metrics, now: d.Now}, nil

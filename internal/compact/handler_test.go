@@ -103,7 +103,7 @@ func TestHandlerContinuesBeforeTheDeadline(t *testing.T) {
 		return clock
 	}
 	var metrics bytes.Buffer
-	h, err := NewHandler(testConfig(), Deps{S3: b, Lambda: inv, Now: now, Metrics: &metrics, TempDir: t.TempDir()})
+	h, err := New(context.Background(), testConfig(), Deps{S3: b, Lambda: inv, Now: now, Metrics: &metrics, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestHandlerReportsPartitionErrors(t *testing.T) {
 	putSources(t, b, "2019-01-01", "shardId-000000000000", genTrips("2019-01-01", 1, 40), 20)
 	putSources(t, b, "2019-01-02", "shardId-000000000000", genTrips("2019-01-02", 2, 40), 20)
 	put(t, b, PartitionPrefix("2019-01-01")+"newer-writer.parquet", encodeWithExtraColumn(t))
-	h, err := NewHandler(testConfig(), Deps{S3: b, Lambda: &fakeInvoker{}, TempDir: t.TempDir()})
+	h, err := New(context.Background(), testConfig(), Deps{S3: b, Lambda: &fakeInvoker{}, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

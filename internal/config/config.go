@@ -70,8 +70,8 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 	if c.Bucket == "" {
 		errs = append(errs, errors.New("BUCKET_NAME is required"))
 	}
-	// Ingest and replay invoke themselves with a continuation: they need their own name (Lambda sets it).
-	if (fn == Ingest || fn == Replay) && c.FunctionName == "" {
+	// Ingest, replay and compact invoke themselves with a continuation: they need their own name (Lambda sets it).
+	if (fn == Ingest || fn == Replay || fn == Compact) && c.FunctionName == "" {
 		errs = append(errs, errors.New("AWS_LAMBDA_FUNCTION_NAME is required (continuations invoke the function itself)"))
 	}
 	switch fn {

@@ -335,7 +335,7 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 			}
 			lf.Handler = h
 		case CompactFunction:
-			h, err := newCompact(cfg, c, store, log)
+			h, err := newCompact(ctx, cfg, c, store, log)
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}

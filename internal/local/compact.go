@@ -21,12 +21,12 @@ import (
 
 // newCompact builds CompactFunction's handler on the local bucket (or the function's faulty view of it)
 // and the local Lambda runtime, which its continuations go through.
-func newCompact(cfg config.Config, c *Cloud, store any, log *slog.Logger) (lambda.Handler, error) {
+func newCompact(ctx context.Context, cfg config.Config, c *Cloud, store any, log *slog.Logger) (lambda.Handler, error) {
 	s3, ok := store.(compact.ObjectStore)
 	if !ok {
 		return nil, fmt.Errorf("the bucket of CompactFunction cannot delete objects (%T)", store)
 	}
-	h, err := compact.NewHandler(cfg, compact.Deps{S3: s3, Lambda: c.Lambda, Log: log, Metrics: c.logs})
+	h, err := compact.New(ctx, cfg, compact.Deps{S3: s3, Lambda: c.Lambda, Log: log, Metrics: c.logs})
 	if err != nil {
 		return nil, err
 	}
