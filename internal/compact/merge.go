@@ -43,7 +43,7 @@ const (
 
 // Defaults of the merge (Options can override them for tests and benchmarks).
 const (
-	defaultRunBytes     = 96 << 20  // in-memory run buffer (parquet.Buffer.Size)
+	defaultRunBytes     = 64 << 20  // in-memory run buffer (parquet.Buffer.Size)
 	defaultRunFanIn     = 48        // runs merged at once
 	defaultRowGroupRows = 1_000_000 // rows per row group of an output file (engines like ≥ 100k, ≤ ~1 M)
 	runPageBytes        = 16 << 10  // page buffer of run files: what each merge reader holds per column
@@ -194,7 +194,7 @@ func (s *sorter) flush() error {
 	name := f.Name()
 	s.runs = append(s.runs, name)
 	w := parquet.NewWriter(f, tripSchema, parquet.Compression(&snappyCodec), parquet.PageBufferSize(runPageBytes),
-		parquet.DataPageStatistics(false))
+		parquet.DataPageStatistics(false), parquet.ColumnPageBuffers(parquet.NewFileBufferPool(s.cfg.tempDir, "pages-*")))
 	if _, err := w.WriteRowGroup(s.buf); err != nil {
 		f.Close()
 		return fmt.Errorf("writing run %s: %w", name, err)
