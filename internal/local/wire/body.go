@@ -234,9 +234,6 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 	n, err := c.br.Read(p)
 	c.remain -= int64(n)
 	c.read += int64(n)
-	if c.read > c.decoded {
-		return n, c.fail("more than x-amz-decoded-content-length (%d) bytes", c.decoded)
-	}
 	if err == io.EOF {
 		return n, c.fail("the body ends inside a chunk")
 	}
@@ -256,6 +253,9 @@ func (c *chunkedReader) next() error {
 	}
 	c.started = true
 	line, err := c.line()
+	if errors.Is(err, io.EOF) {
+		return c.fail("the body ends before its final chunk")
+	}
 	if err != nil {
 		return err
 	}
@@ -263,6 +263,9 @@ func (c *chunkedReader) next() error {
 	size, perr := strconv.ParseInt(strings.TrimSpace(sizeText), 16, 64)
 	if perr != nil || size < 0 {
 		return c.fail("chunk size %q is not hexadecimal", sizeText)
+	}
+	if size > c.decoded-c.read {
+		return c.fail("the chunks hold more than x-amz-decoded-content-length (%d) bytes", c.decoded)
 	}
 	if size > 0 {
 		c.remain = size
