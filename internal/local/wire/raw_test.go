@@ -281,6 +281,26 @@ func TestMalformedRequests(t *testing.T) {
 			}
 		})
 	}
+	t.Run("S3 sub-resource not implemented", func(t *testing.T) {
+		r, _ := http.NewRequest(http.MethodGet, s.url+"/"+testBucket+"/x?tagging", nil)
+		sign(r, "s3")
+		if resp := do(t, r); resp.status != http.StatusNotImplemented || !strings.Contains(resp.body, "<Code>NotImplemented</Code>") {
+			t.Errorf("GET ?tagging: %d %s", resp.status, resp.body)
+		}
+	})
+	t.Run("S3 key and prefix of another key", func(t *testing.T) {
+		for i, key := range []string{"state/a", "state/a/b"} {
+			r, _ := http.NewRequest(http.MethodPut, s.url+"/"+testBucket+"/"+key, strings.NewReader("x"))
+			sign(r, "s3")
+			resp := do(t, r)
+			if want := []int{200, 400}[i]; resp.status != want {
+				t.Errorf("PUT %s: %d %s, want %d", key, resp.status, resp.body, want)
+			}
+			if i == 1 && !strings.Contains(resp.body, "<Code>InvalidArgument</Code>") {
+				t.Errorf("PUT under an object: %s, want InvalidArgument (a folder on disk cannot hold both)", resp.body)
+			}
+		}
+	})
 	t.Run("another service", func(t *testing.T) {
 		r, _ := http.NewRequest(http.MethodPost, s.url+"/2015-03-31/functions/f/invocations", strings.NewReader("{}"))
 		sign(r, "lambda")

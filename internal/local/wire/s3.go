@@ -33,6 +33,12 @@ func (s *Server) serveS3(w http.ResponseWriter, r *http.Request, authErr *authEr
 		return
 	}
 	s.virtualHost(r)
+	if sub := unsupportedSubresource(r); sub != "" {
+		// gofakes3 would route GET ?tagging like GET of the object itself.
+		writeS3Error(w, r, http.StatusNotImplemented, string(gofakes3.ErrNotImplemented),
+			"the local bucket does not implement the ?"+sub+" sub-resource (served: objects, listing, multipart uploads, copy, delete; no ACLs, tags, policies or bucket configuration)")
+		return
+	}
 	if r.Method == http.MethodPut || r.Method == http.MethodPost {
 		if status, code, msg, ok := prepareBody(r); !ok {
 			writeS3Error(w, r, status, code, msg)
@@ -179,6 +185,25 @@ func subresource(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// s3Subresources are the sub-resources of S3's API that the local bucket does not implement (those it
+// does — uploads, uploadId, delete, location, versioning, versions, versionId — gofakes3 routes).
+var s3Subresources = []string{
+	"accelerate", "acl", "analytics", "attributes", "cors", "encryption", "intelligent-tiering", "inventory",
+	"legal-hold", "lifecycle", "logging", "metadataTable", "metrics", "notification", "object-lock",
+	"ownershipControls", "policy", "policyStatus", "publicAccessBlock", "renameObject", "replication",
+	"requestPayment", "restore", "retention", "select", "session", "tagging", "torrent", "website",
+}
+
+func unsupportedSubresource(r *http.Request) string {
+	q := r.URL.Query()
+	for _, sub := range s3Subresources {
+		if q.Has(sub) {
+			return sub
+		}
+	}
+	return ""
 }
 
 var rangeSpec = regexp.MustCompile(`^bytes=(\d*)-(\d*)$`)
