@@ -40,7 +40,6 @@ type backend struct {
 	store   objectStore
 	name    string
 	created time.Time
-	now     func() time.Time
 }
 
 var _ gofakes3.Backend = (*backend)(nil)

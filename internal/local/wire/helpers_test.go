@@ -33,13 +33,8 @@ type served struct {
 
 // serve starts a server on 127.0.0.1:0 over a new bucket and a stream made from cfg (Name defaults to
 // "taxistream-stream"), stopped when the test ends.
-func serve(t *testing.T, cfg stream.Config) *served {
+func serve(t testing.TB, cfg stream.Config) *served {
 	t.Helper()
-	b, err := bucket.Open(filepath.Join(t.TempDir(), "bucket"), testBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
 	if cfg.Name == "" {
 		cfg.Name = "taxistream-stream"
 	}
@@ -47,10 +42,21 @@ func serve(t *testing.T, cfg stream.Config) *served {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serveOver(t, b, st)
+	return serveOver(t, newBucket(t), st)
 }
 
-func serveOver(t *testing.T, b *bucket.Bucket, st *stream.Stream) *served {
+// newBucket opens a bucket in a temporary folder.
+func newBucket(t testing.TB) *bucket.Bucket {
+	t.Helper()
+	b, err := bucket.Open(filepath.Join(t.TempDir(), "bucket"), testBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func serveOver(t testing.TB, b *bucket.Bucket, st *stream.Stream) *served {
 	t.Helper()
 	logs := &bytes.Buffer{}
 	srv, err := New(Config{Bucket: b, Stream: st, UploadDir: filepath.Join(t.TempDir(), "uploads"),

@@ -94,10 +94,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("creating the multipart upload folder: %w", err)
 	}
 	s.uploads = newMultipart(dir, cfg.Bucket, cfg.Now)
-	be := &backend{store: cfg.Bucket, name: cfg.Bucket.Name(), created: cfg.Now().UTC(), now: cfg.Now}
+	be := &backend{store: cfg.Bucket, name: cfg.Bucket.Name(), created: cfg.Now().UTC()}
 	// gofakes3 finds the multipart backend by a type assertion on the Backend.
 	fake := gofakes3.New(s3Backend{be, s.uploads},
 		gofakes3.WithTimeSource(clock{cfg.Now}),
+		gofakes3.WithTimeSkewLimit(0), // parseAuth checks the request time, for both services
 		gofakes3.WithLogger(gofakesLog{cfg.Logger}),
 	)
 	s.s3 = fake.Server()
