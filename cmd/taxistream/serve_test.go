@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/taxistream/taxistream/internal/local"
 	"github.com/taxistream/taxistream/internal/testenv"
 )
@@ -160,9 +163,18 @@ func TestProduceOverWire(t *testing.T) {
 	}
 	t.Setenv("AWS_PROFILE", "")
 
+	// One local file, and one object read through the wire (ListObjectsV2, GetObject: the Go SDK's S3 path).
 	sample := filepath.Join(tlc, "samples", "yellow_tripdata_2025-01_head.csv")
+	other, err := os.Open(filepath.Join(tlc, "samples", "yellow_rides_2020-07.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := c.Bucket.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(c.Bucket.Name()), Key: aws.String("feed/yellow_rides_2020-07.csv"), Body: other}); err != nil {
+		t.Fatal(err)
+	}
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"produce", "--stream", c.Stream.Name(), "--quiet", "--json", sample}, nil, &stdout, &stderr); code != 0 {
+	if code := run(context.Background(), []string{"produce", "--stream", c.Stream.Name(), "--quiet", "--json", sample, "s3://" + c.Bucket.Name() + "/feed/"}, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("produce: exit %d\n%s", code, stderr.String())
 	}
 	var sum struct {
@@ -173,8 +185,9 @@ func TestProduceOverWire(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
 		t.Fatalf("produce --json: %v\n%s", err, stdout.String())
 	}
-	if sum.Rows != 1000 || sum.Sent != 1000 || sum.Rejected != 0 {
-		t.Errorf("produce summary %+v, want 1,000 rows read and sent", sum)
+	const rows = 1000 + 266
+	if sum.Rows != rows || sum.Sent != rows || sum.Rejected != 0 {
+		t.Errorf("produce summary %+v, want %d rows read and sent", sum, rows)
 	}
 
 	raw := runTool(t, awsToolEnv(t, url), nil, py, filepath.Join(testenv.Root(t), "tools", "python", "wire_kinesis_read.py"),
@@ -213,7 +226,7 @@ func TestProduceOverWire(t *testing.T) {
 			ids[rec.RecordID] = true
 		}
 	}
-	if users != 1000 || len(ids) != 1000 {
-		t.Errorf("read back %d user records (%d distinct), want 1,000", users, len(ids))
+	if users != rows || len(ids) != rows {
+		t.Errorf("read back %d user records (%d distinct), want %d", users, len(ids), rows)
 	}
 }

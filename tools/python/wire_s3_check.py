@@ -9,6 +9,7 @@ Credentials, region and retries come from the environment (AWS_ACCESS_KEY_ID=tes
 document {"checks": [{"name", "ok", "detail"}], "failed": N} and exits 1 when a check failed.
 """
 import argparse
+import base64
 import hashlib
 import io
 import json
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -81,8 +83,9 @@ def main():
         eq(h["ETag"], '"%s"' % md5, "HeadObject ETag")
         eq(h["ContentType"], "text/plain", "ContentType")
         eq(h["Metadata"], {"origin": "check"}, "Metadata")
-        g = s3.get_object(Bucket=b, Key=p + "obj.txt")
-        eq(g["Body"].read(), body, "body")
+        g = s3.get_object(Bucket=b, Key=p + "obj.txt", ChecksumMode="ENABLED")
+        eq(g["Body"].read(), body, "body")  # botocore verifies the CRC32 as it reads
+        eq(g.get("ChecksumCRC32"), base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode(), "ChecksumCRC32 of a whole GET")
 
     @check("ranged GETs")
     def _():

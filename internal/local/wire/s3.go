@@ -2,7 +2,10 @@ package wire
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/xml"
+	"hash/crc32"
+	"io"
 	"net"
 	"net/http"
 	"regexp"
@@ -10,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/johannesboyne/gofakes3"
 )
 
@@ -61,6 +66,7 @@ func (s *Server) serveS3(w http.ResponseWriter, r *http.Request, authErr *authEr
 			if s.preconditions(w, r, bucket, key) {
 				return
 			}
+			s.fullObjectChecksum(w, r, bucket, key)
 		}
 	}
 	bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
@@ -269,6 +275,28 @@ func (s *Server) preconditions(w http.ResponseWriter, r *http.Request, bucket, k
 		return true
 	}
 	return false
+}
+
+// fullObjectChecksum answers a whole-object GET that asks for checksums (x-amz-checksum-mode: ENABLED,
+// which the SDKs send by default) with the object's CRC32, so the client verifies what it reads, as S3
+// lets it with the checksum it stores for every object. The bucket keeps no checksums: the object is
+// read once more to compute it. (An object replaced between this read and the GET fails the client's
+// check, which then retries.)
+func (s *Server) fullObjectChecksum(w http.ResponseWriter, r *http.Request, bucketName, key string) {
+	if r.Method != http.MethodGet || r.Header.Get("Range") != "" || !strings.EqualFold(r.Header.Get("X-Amz-Checksum-Mode"), "ENABLED") {
+		return
+	}
+	out, err := s.bucket.GetObject(r.Context(), &s3.GetObjectInput{Bucket: aws.String(bucketName), Key: aws.String(key)})
+	if err != nil {
+		return // gofakes3 answers the error
+	}
+	defer out.Body.Close()
+	h := crc32.NewIEEE()
+	if _, err := io.Copy(h, out.Body); err != nil {
+		return
+	}
+	w.Header().Set("x-amz-checksum-crc32", base64.StdEncoding.EncodeToString(h.Sum(nil)))
+	w.Header().Set("x-amz-checksum-type", "FULL_OBJECT")
 }
 
 // etagListMatches reports whether an If-Match / If-None-Match value ("*", or a comma-separated list of

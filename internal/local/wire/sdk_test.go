@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"encoding/base64"
 	"encoding/hex"
+	"hash/crc32"
 	"errors"
 	"fmt"
 	"io"
@@ -276,6 +278,16 @@ func TestS3GoSDK(t *testing.T) {
 			out.Body.Close()
 			if string(got) != string(body[10:]) || aws.ToString(out.ContentRange) != fmt.Sprintf("bytes 10-%d/%d", len(body)-1, len(body)) {
 				t.Errorf("ranged GET: %q, %s", got, aws.ToString(out.ContentRange))
+			}
+			full, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(testBucket), Key: aws.String(key), ChecksumMode: s3types.ChecksumModeEnabled})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err = io.ReadAll(full.Body) // the SDK verifies the CRC32 as it reads
+			full.Body.Close()
+			crc := crc32.ChecksumIEEE(body)
+			if err != nil || string(got) != string(body) || aws.ToString(full.ChecksumCRC32) != base64.StdEncoding.EncodeToString([]byte{byte(crc >> 24), byte(crc >> 16), byte(crc >> 8), byte(crc)}) {
+				t.Errorf("whole GET with checksums: %q, CRC32 %q, %v", got, aws.ToString(full.ChecksumCRC32), err)
 			}
 			list, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(testBucket), Prefix: aws.String("raw/" + strings.ReplaceAll(name, " ", "_") + "/")})
 			if err != nil || len(list.Contents) != 1 || aws.ToString(list.Contents[0].Key) != key {
