@@ -163,4 +163,3 @@ func TestCreatedBy(t *testing.T) {
 		t.Errorf("CreatedBy() = %q, want \"taxistream version <version> [(build <revision>)]\"", got)
 	}
 }
-
