@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/taxistream/taxistream/internal/kpl"
 )
@@ -87,7 +88,7 @@ func TestPartialBatchReportsSequenceNumber(t *testing.T) {
 		"processed/trips/pickup_date=2019-01-15/" + fixtureShard + "-" + fixtureSeq1 + ".parquet",
 		"quarantine/2019-01-15/" + fixtureShard + "-" + fixtureSeq1 + ".jsonl.gz",
 	}
-	if got := store.keys(""); fmt.Sprint(got) != fmt.Sprint(wantKeys) {
+	if got := store.outputKeys(); fmt.Sprint(got) != fmt.Sprint(wantKeys) {
 		t.Errorf("keys = %v, want %v", got, wantKeys)
 	}
 	m := emf(t, metrics)
@@ -135,10 +136,13 @@ func TestPartialBatchRewritesPrefix(t *testing.T) {
 	if len(rows) != 1 || rows[0].RecordID != "a" {
 		t.Fatalf("trips after the failure = %+v, want only a", rows)
 	}
-	// trips (a, c); quarantine (b) fails; trips again (a); quarantine emptied, since the failed PUT
-	// may have stored it and the retry, named after b, would write b again.
-	if n := len(store.puts); n != 4 {
-		t.Errorf("%d puts %v, want 4", n, store.puts)
+	// ledger; trips (a, c); quarantine (b) fails; trips again (a); quarantine emptied, since the
+	// failed PUT may have stored it and the retry, named after b, would write b again; the ledger
+	// again, with what the objects hold now.
+	want := []string{LedgerKey(fixtureShard), TripsKey("2019-01-15", fixtureShard, seqOf(0)), QuarantineKey("2019-01-15", fixtureShard, seqOf(0)),
+		TripsKey("2019-01-15", fixtureShard, seqOf(0)), QuarantineKey("2019-01-15", fixtureShard, seqOf(0)), LedgerKey(fixtureShard)}
+	if diff := cmp.Diff(want, store.puts); diff != "" {
+		t.Errorf("puts (-want +got):\n%s", diff)
 	}
 	if q := readQuarantine(t, store.objects[QuarantineKey("2019-01-15", fixtureShard, seqOf(0))]); len(q) != 0 {
 		t.Errorf("quarantine after the failure = %v, want empty", q)
