@@ -38,10 +38,30 @@ type fakeS3 struct {
 	gets    []string
 	failPut func(key string) bool
 	failGet func(key string) bool
+	// storeThenFail, when set, decides whether a PutObject that did not fail stores its object and
+	// then fails anyway (a response lost after the write).
+	storeThenFail func(key string) bool
+	// ops, when ≥ 0, is how many more calls succeed: then the process "dies" and every call fails
+	// without effect (a Lambda frozen at a timeout or killed; its remaining code has no effect).
+	ops     int
 	version int
 }
 
-func newFakeS3() *fakeS3 { return &fakeS3{objects: map[string][]byte{}, etags: map[string]string{}} }
+func newFakeS3() *fakeS3 {
+	return &fakeS3{objects: map[string][]byte{}, etags: map[string]string{}, ops: -1}
+}
+
+// dead counts a call against ops and reports whether the process has died.
+func (f *fakeS3) dead() bool {
+	if f.ops < 0 {
+		return false
+	}
+	if f.ops == 0 {
+		return true
+	}
+	f.ops--
+	return false
+}
 
 var errInjected = errors.New("injected: service unavailable")
 
@@ -53,6 +73,9 @@ func (f *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := aws.ToString(in.Key)
+	if f.dead() {
+		return nil, errInjected
+	}
 	f.puts = append(f.puts, key)
 	if f.failPut != nil && f.failPut(key) {
 		return nil, errInjected
@@ -64,6 +87,9 @@ func (f *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 	f.version++
 	f.objects[key] = b
 	f.etags[key] = fmt.Sprintf(`"%d"`, f.version)
+	if f.storeThenFail != nil && f.storeThenFail(key) {
+		return nil, errInjected
+	}
 	return &s3.PutObjectOutput{ETag: aws.String(f.etags[key])}, nil
 }
 
@@ -71,6 +97,9 @@ func (f *fakeS3) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...func
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := aws.ToString(in.Key)
+	if f.dead() {
+		return nil, errInjected
+	}
 	f.gets = append(f.gets, key)
 	if f.failGet != nil && f.failGet(key) {
 		return nil, errInjected
