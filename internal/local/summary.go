@@ -46,10 +46,10 @@ type Summary struct {
 	ArchiveRecords   int64    `json:"archive_records"`  // lines in them
 	ArchiveDistinct  int64    `json:"archive_distinct"` // distinct record_id in them
 	ArchiveErrors    int      `json:"archive_error_objects"`
-	TripObjects      int      `json:"trip_objects"`     // Parquet objects under processed/trips/
-	TripsProcessed   int64    `json:"trips_processed"`  // rows in them
-	TripsDistinct    int64    `json:"trips_distinct"`   // distinct record_id in them
-	Quarantined      int64    `json:"quarantined"`      // lines under quarantine/
+	TripObjects      int      `json:"trip_objects"`      // Parquet objects under processed/trips/
+	TripsProcessed   int64    `json:"trips_processed"`   // rows in them
+	TripsDistinct    int64    `json:"trips_distinct"`    // distinct record_id in them
+	Quarantined      int64    `json:"quarantined"`       // lines under quarantine/
 	ConsumerDistinct int64    `json:"consumer_distinct"` // distinct record_id in processed ∪ quarantine
 	// ProcessedDuplicates is rows in processed/trips minus distinct record ids in them: what
 	// count(*) − count(DISTINCT record_id) gives in any engine. ProcessedRewritten is the part of it
