@@ -62,7 +62,8 @@ type Summary struct {
 	// exactly the same records).
 	ArchivedNotConsumed int64          `json:"archived_not_consumed"`
 	ConsumerNotArchived int64          `json:"consumer_not_archived"`
-	Windows             int            `json:"windows_written"`    // objects under processed/zone_stats/
+	Windows             int            `json:"windows_written"`    // Parquet objects under processed/zone_stats/
+	ZoneStatsRows       int64          `json:"zone_stats_rows"`    // rows in them (from their footers)
 	FailureRecords      int            `json:"failure_records"`    // on-failure destination records
 	RejectedByReason    map[string]int `json:"rejected_by_reason"` // from rejected/ lines
 	// FailureNamedRecords is the distinct record ids of the stream records that ProcessFunction's
@@ -237,7 +238,19 @@ func summarize(ctx context.Context, b lister, bucketName string, archive, consum
 			}
 		}
 	}
-	err = eachObject(ctx, b, bucketName, "processed/zone_stats/", func(string, int64) error { s.Windows++; return nil })
+	err = eachObject(ctx, b, bucketName, "processed/zone_stats/", func(key string, size int64) error {
+		if !strings.HasSuffix(key, ".parquet") {
+			return nil
+		}
+		s.Windows++
+		ra := &rangeReader{ctx: ctx, b: b, bucket: bucketName, key: key, size: size}
+		f, err := parquet.OpenFile(ra, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+		if err != nil {
+			return fmt.Errorf("reading the footer of %s: %w", key, err)
+		}
+		s.ZoneStatsRows += f.NumRows()
+		return nil
+	})
 	return s, err
 }
 

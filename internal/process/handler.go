@@ -8,8 +8,8 @@
 //
 //	processed/trips/pickup_date=YYYY-MM-DD/<shardId>-<firstSeq>.parquet    one per pickup date per batch
 //	quarantine/<YYYY-MM-DD|unknown>/<shardId>-<firstSeq>.jsonl.gz           one per pickup date per batch
-//	processed/zone_stats/window_start=<RFC 3339>/<shardId>.json             JSON lines, final invoke of a window
-//	processed/zone_stats/window_start=<RFC 3339>/<shardId>-<firstSeq>.json  when Lambda ended the window early
+//	processed/zone_stats/window_start=<RFC 3339>/<shardId>.parquet             final invoke of a window
+//	processed/zone_stats/window_start=<RFC 3339>/<shardId>-<firstSeq>.parquet  when Lambda ended the window early
 package process
 
 import (

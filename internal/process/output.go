@@ -81,7 +81,7 @@ func ZoneStatsKey(windowStart time.Time, shard, part string) string {
 	if part != "" {
 		name += "-" + part
 	}
-	return ZoneStatsPrefix + "window_start=" + windowStart.UTC().Format(time.RFC3339) + "/" + name + ".json"
+	return ZoneStatsPrefix + "window_start=" + windowStart.UTC().Format(time.RFC3339) + "/" + name + ".parquet"
 }
 
 // plan groups the batch's valid and invalid units into output files, ordered by their first record.
@@ -382,7 +382,7 @@ func (h *Handler) window(ctx context.Context, b *batch, cut int, m *obs.Metrics,
 			Key:           aws.String(key),
 			Body:          bytes.NewReader(body),
 			ContentLength: aws.Int64(int64(len(body))),
-			ContentType:   aws.String("application/x-ndjson"),
+			ContentType:   aws.String("application/vnd.apache.parquet"),
 		})
 		if err != nil {
 			m.Add("WriteFailures", obs.Count, 1)
