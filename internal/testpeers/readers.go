@@ -153,18 +153,34 @@ func equalColumns(a, b []HyparquetColumn) bool {
 	return bytes.Equal(x, y)
 }
 
-// runReader runs a tools/node script with the JSON of in on stdin and decodes its stdout into out.
-// The script reports its own errors as JSON (with exit status 1); anything else fails the test.
-func runReader(t testing.TB, script, pkg string, in, out any) {
+// RequireReaders skips the test (fails it under CI=true) when node or the reader packages are not
+// installed: call it before expensive set-up.
+func RequireReaders(t testing.TB) {
 	t.Helper()
-	node := testenv.Node(t)
+	testenv.Node(t)
 	modules := testenv.NodeModules(t)
+	for _, pkg := range []string{"@duckdb/node-api", "hyparquet"} {
+		requirePackage(t, modules, pkg)
+	}
+}
+
+func requirePackage(t testing.TB, modules, pkg string) {
+	t.Helper()
 	if _, err := os.Stat(filepath.Join(modules, filepath.FromSlash(pkg), "package.json")); err != nil {
 		if testenv.CI() {
 			t.Fatalf("%s is not installed in %s (required when CI=true; run `make tools`)", pkg, modules)
 		}
 		t.Skipf("skipped: %s is not installed in %s (run `make tools`)", pkg, modules)
 	}
+}
+
+// runReader runs a tools/node script with the JSON of in on stdin and decodes its stdout into out.
+// The script reports its own errors as JSON (with exit status 1); anything else fails the test.
+func runReader(t testing.TB, script, pkg string, in, out any) {
+	t.Helper()
+	node := testenv.Node(t)
+	modules := testenv.NodeModules(t)
+	requirePackage(t, modules, pkg)
 	body, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
