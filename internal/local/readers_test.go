@@ -139,7 +139,16 @@ func TestReadersReadProcessed(t *testing.T) {
 	}
 	c := startCloud(t, Options{LimitsOff: true})
 	putFiles(t, c, files)
-	const demoRows = 8000
+	// The demo's rows: 8,000 by default, to keep `make test` short; TAXISTREAM_READERS_DEMO_ROWS=60000
+	// reads what `make run` writes.
+	demoRows := int64(8000)
+	if v := os.Getenv("TAXISTREAM_READERS_DEMO_ROWS"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < int64(len(DemoFiles)) {
+			t.Fatalf("TAXISTREAM_READERS_DEMO_ROWS=%q: want a number of rows", v)
+		}
+		demoRows = n
+	}
 	if _, err := PutDemo(context.Background(), c, demoRows); err != nil {
 		t.Fatal(err)
 	}
