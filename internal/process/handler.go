@@ -4,12 +4,16 @@
 // processed/zone_stats/ (DESIGN.md, process contract). RULES.md lists the validation rules.
 //
 // Output keys (shardId and the first sequence number of the batch name every object, so a retried
-// batch overwrites instead of duplicating):
+// batch overwrites instead of duplicating; the shard's ledger, ledger.go, names every object an earlier
+// attempt may have left rows in, so that a bisected, retried or redelivered batch writes no row twice):
 //
-//	processed/trips/pickup_date=YYYY-MM-DD/<shardId>-<firstSeq>.parquet    one per pickup date per batch
-//	quarantine/<YYYY-MM-DD|unknown>/<shardId>-<firstSeq>.jsonl.gz           one per pickup date per batch
+//	processed/trips/pickup_date=YYYY-MM-DD/<shardId>-<firstSeq>.parquet        one per pickup date per batch
+//	quarantine/<YYYY-MM-DD|unknown>/<shardId>-<firstSeq>.jsonl.gz               one per pickup date per batch
 //	processed/zone_stats/window_start=<RFC 3339>/<shardId>.parquet             final invoke of a window
 //	processed/zone_stats/window_start=<RFC 3339>/<shardId>-<firstSeq>.parquet  when Lambda ended the window early
+//	state/process/<shardId>.json                                               the ledger
+//
+// docs/parquet-schema.md documents the Parquet schemas (TripRow, ZoneStat).
 package process
 
 import (
