@@ -80,8 +80,13 @@ func (b *faultyBucket) roll() float64 {
 	return b.rng.Float64()
 }
 
-// isFrozen reports whether ctx belongs to an invocation that timed out in a hung call.
+// isFrozen reports whether ctx belongs to an invocation that timed out in a hung call, or whose
+// time is up (Lambda freezes an invocation at its timeout; in-process, its goroutine runs on).
 func (b *faultyBucket) isFrozen(ctx context.Context) bool {
+	if inv, ok := ctx.Value(invocationKey{}).(context.Context); ok && inv.Err() != nil {
+		b.refused.Add(1)
+		return true
+	}
 	lc, ok := lambdacontext.FromContext(ctx)
 	if !ok {
 		return false
