@@ -403,6 +403,10 @@ func (c *Cloud) S3FaultStats() S3FaultStats { return c.faulty.stats() }
 // Options.FunctionFaults).
 func (c *Cloud) FunctionFaultStats() FunctionFaultStats { return c.faultyFn.stats() }
 
+// Logs is where the functions and the services log (<Dir>/logs/functions.log unless Options.Logs), for
+// services started beside the cloud, such as the wire server of `taxistream local --serve`.
+func (c *Cloud) Logs() io.Writer { return c.logs }
+
 // FunctionName returns the deployed name of a function by logical id.
 func (c *Cloud) FunctionName(logicalID string) string { return c.Settings.Functions[logicalID].Name }
 
