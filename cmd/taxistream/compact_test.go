@@ -100,7 +100,7 @@ func TestCompactCommand(t *testing.T) {
 		t.Errorf("compaction: %+v; %d files before, %d after", res, len(before), len(after))
 	}
 	glob := func(d string) string { return "'" + filepath.ToSlash(d) + "/processed/trips/pickup_date=*/*.parquet'" }
-	r := testpeers.DuckDBSQL(t,
+	r := testpeers.DuckDBRows(t,
 		fmt.Sprintf(`SELECT count(*) AS n FROM ((SELECT DISTINCT * FROM read_parquet(%s)) EXCEPT ALL (SELECT * FROM read_parquet(%s)))`, glob(snapshot), glob(bucketDir)),
 		fmt.Sprintf(`SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM read_parquet(%s)`, glob(bucketDir)))
 	if fmt.Sprint(r[0][0]["n"]) != "0" || fmt.Sprint(r[1][0]["n"]) != fmt.Sprint(r[1][0]["d"]) || fmt.Sprint(r[1][0]["n"]) != fmt.Sprint(res.RowsOut) {

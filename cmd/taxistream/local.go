@@ -304,7 +304,7 @@ func printSummary(w io.Writer, s local.Summary, cloud *local.Cloud) {
 	fmt.Fprintf(w, "  throttled, retried %d entries throttled, %d retries\n", s.Throttled, s.Retries)
 	fmt.Fprintf(w, "  continuations      %d\n", s.Continuations)
 	fmt.Fprintf(w, "  archive            %d objects, %d records (%d distinct), %d error objects\n", s.ArchiveObjects, s.ArchiveRecords, s.ArchiveDistinct, s.ArchiveErrors)
-	fmt.Fprintf(w, "  trips processed    %d in %d Parquet objects\n", s.TripsProcessed, s.TripObjects)
+	fmt.Fprintf(w, "  trips processed    %d in %d Parquet objects (%d distinct, %d processed_duplicates)\n", s.TripsProcessed, s.TripObjects, s.TripsDistinct, s.ProcessedDuplicates)
 	if c := s.Compaction; c != nil {
 		r := c.Result
 		fmt.Fprintf(w, "  compaction         %d → %d Parquet objects in %d partitions (%d rows merged, %d duplicates dropped, %.1f s)\n",

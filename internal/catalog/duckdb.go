@@ -58,7 +58,9 @@ func (t Table) DuckDBView(root string) (string, error) {
 			if err != nil {
 				return "", fmt.Errorf("table %s: partition key %s: %w", t.Name, k.Name, err)
 			}
-			partCols = append(partCols, fmt.Sprintf("CAST(regexp_extract(filename, %s, %d) AS %s) AS %s", sqlString(pathRE), i+1, typ, ident(k.Name)))
+			// The local bucket stores a key's reserved characters percent-encoded in its file names
+			// (internal/local/bucket): the value is the decoded path segment, as the S3 key has it.
+			partCols = append(partCols, fmt.Sprintf("CAST(url_decode(regexp_extract(filename, %s, %d)) AS %s) AS %s", sqlString(pathRE), i+1, typ, ident(k.Name)))
 		}
 	}
 

@@ -35,6 +35,8 @@ const (
 func num(t *testing.T, v any) float64 {
 	t.Helper()
 	switch x := v.(type) {
+	case float64:
+		return x
 	case json.Number:
 		f, err := x.Float64()
 		if err != nil {
@@ -134,7 +136,9 @@ func TestDuckDBReadsThroughTheGlueTables(t *testing.T) {
 			passenger_count, trip_distance, pu_location_id, do_location_id, payment_type, total_amount,
 			tip_amount, duration_s, pickup_hour, pickup_date, taxi_type
 		 FROM trips WHERE pickup_datetime = TIMESTAMP '2019-01-15 18:30:00' AND pu_location_id = 161`,
-		`SELECT sum(trips) AS trips FROM zone_stats`,
+		// The projection's interval is the window length: window starts are aligned to it since the epoch.
+		`SELECT sum(trips) AS trips, count(*) FILTER (WHERE NOT regexp_matches(window_start, '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$')
+			OR epoch(strptime(window_start, '%Y-%m-%dT%H:%M:%SZ'))::BIGINT % 300 <> 0) AS misplaced FROM zone_stats`,
 		`SELECT count(*) AS n, count(*) FILTER (WHERE kinesis.sequence_number IS NULL OR record_id IS NULL) AS incomplete FROM quarantine`,
 		`SELECT count(*) AS n, count(DISTINCT record_id) AS d, count(*) FILTER (WHERE NOT regexp_matches(dt, '^[0-9]{4}/[0-9]{2}/[0-9]{2}/[0-9]{2}$')) AS bad_dt FROM archive`,
 	}
@@ -149,7 +153,7 @@ func TestDuckDBReadsThroughTheGlueTables(t *testing.T) {
 		queries = append(queries, id)
 		checks = append(checks, q)
 	}
-	res := testpeers.DuckDBSQL(t, append(stmts, checks...)...)[len(stmts):]
+	res := testpeers.DuckDBRows(t, append(stmts, checks...)...)[len(stmts):]
 
 	trips := res[0][0]
 	if n, d := num(t, trips["n"]), num(t, trips["d"]); n != float64(sum.TripsProcessed) || d != n {
@@ -159,17 +163,17 @@ func TestDuckDBReadsThroughTheGlueTables(t *testing.T) {
 		t.Errorf("trips: %v pickup dates (want %d), %v outside the projection", trips["dates"], cs.Partitions, trips["outside"])
 	}
 	want := []map[string]any{{
-		"vendor_id": json.Number("2"), "pickup_utc": "2019-01-15 18:30:00", "dropoff_utc": "2019-01-15 18:52:30",
-		"passenger_count": json.Number("2"), "trip_distance": json.Number("3.75"), "pu_location_id": json.Number("161"),
-		"do_location_id": json.Number("236"), "payment_type": json.Number("1"), "total_amount": json.Number("19.56"),
-		"tip_amount": json.Number("3.26"), "duration_s": "1350", "pickup_hour": json.Number("13"),
+		"vendor_id": 2.0, "pickup_utc": "2019-01-15 18:30:00", "dropoff_utc": "2019-01-15 18:52:30",
+		"passenger_count": 2.0, "trip_distance": 3.75, "pu_location_id": 161.0,
+		"do_location_id": 236.0, "payment_type": 1.0, "total_amount": 19.56,
+		"tip_amount": 3.26, "duration_s": "1350", "pickup_hour": 13.0,
 		"pickup_date": "2019-01-15", "taxi_type": "yellow",
 	}}
 	if diff := cmp.Diff(want, res[1]); diff != "" {
 		t.Errorf("the known trip through the trips table (-want +got):\n%s", diff)
 	}
-	if got := num(t, res[2][0]["trips"]); got != float64(sum.TripsProcessed) {
-		t.Errorf("zone_stats count %v trips, want %d", got, sum.TripsProcessed)
+	if got := num(t, res[2][0]["trips"]); got != float64(sum.TripsProcessed) || num(t, res[2][0]["misplaced"]) != 0 {
+		t.Errorf("zone_stats count %v trips (want %d), %v rows outside the projection", got, sum.TripsProcessed, res[2][0]["misplaced"])
 	}
 	if n := num(t, res[3][0]["n"]); n != 2 || num(t, res[3][0]["incomplete"]) != 0 {
 		t.Errorf("quarantine: %v", res[3])

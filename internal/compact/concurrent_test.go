@@ -31,7 +31,7 @@ func (h *hookBucket) PutObject(ctx context.Context, in *s3.PutObjectInput, optFn
 
 func count(t *testing.T, dir string) (n, distinct int64) {
 	t.Helper()
-	r := testpeers.DuckDBSQL(t, fmt.Sprintf(`SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM read_parquet(%s)`, tripsGlob(dir)))
+	r := testpeers.DuckDBRows(t, fmt.Sprintf(`SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM read_parquet(%s)`, tripsGlob(dir)))
 	return num(t, r[0][0]["n"]), num(t, r[0][0]["d"])
 }
 

@@ -225,7 +225,7 @@ func TestCrashAtEveryWrite(t *testing.T) {
 			fmt.Sprintf(`SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM read_parquet(%s)`, tripsGlob(s.crashed)),
 			fmt.Sprintf(`SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM read_parquet(%s)`, tripsGlob(s.final)))
 	}
-	r := testpeers.DuckDBSQL(t, stmts...)
+	r := testpeers.DuckDBRows(t, stmts...)
 	for i, s := range scenarios {
 		crashed, final := r[2*i][0], r[2*i+1][0]
 		if d := num(t, crashed["d"]); d != int64(want) {
