@@ -51,7 +51,7 @@ var prefixes = []struct{ prefix, what string }{
 }
 
 // maxExamples is how many examples of each rejection reason or quarantine rule the report shows.
-const maxExamples = 3
+const maxExamples = 2
 
 // scan is what the report reads from the bucket.
 type scan struct {

@@ -375,7 +375,7 @@ func (c BarChart) horizontal() template.HTML {
 	for _, l := range c.Labels {
 		longest = math.Max(longest, textWidth(l))
 	}
-	left := math.Min(math.Max(longest+14, 60), 250)
+	left := math.Min(math.Max(math.Max(longest+14, textWidth(c.YLabel)+12), 60), 250)
 	xmax := 0.0
 	for _, s := range c.Series {
 		for _, v := range s.Values {
@@ -401,7 +401,7 @@ func (c BarChart) horizontal() template.HTML {
 	b.f(`</g>`)
 	b.f(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s"/>`, f.x0, f.y0, f.x0, f.y1, axisColor)
 	b.f(`<text class="axis-label" data-axis="x" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, (f.x0+f.x1)/2, f.y1+36, esc(c.XLabel))
-	b.f(`<text class="axis-label" data-axis="y" x="4" y="%.1f">%s</text>`, f.y0-14+4, esc(c.YLabel))
+	b.f(`<text class="axis-label" data-axis="y" x="%.1f" y="16" text-anchor="end">%s</text>`, f.x0-6, esc(c.YLabel))
 	var items []legendItem
 	ns := max(len(c.Series), 1)
 	bh := row * 0.75 / float64(ns)
@@ -433,7 +433,7 @@ func (c BarChart) horizontal() template.HTML {
 			b.f(`<text class="value" x="%.1f" y="%.1f">%s</text>`, f.x0+w+4, y+bh/2+4, esc(fmtCount(v)))
 		}
 	}
-	b.legend(math.Max(f.x0, textWidth(c.YLabel)+16), items)
+	b.legend(f.x0, items)
 	b.f(`</svg>`)
 	return template.HTML(b.String())
 }

@@ -8,10 +8,11 @@
 //   - the numbers shown equal the summary JSON (`taxistream local --summary-json`): every
 //     [data-metric] element's value and visible text, and the reconciliation lines, in order;
 //   - no console error or page error;
-// then saves a full-page screenshot (and, with --viewport-shot, one of the first screen).
+// then saves a full-page screenshot (and, with --viewport-shot, one of the top of the page, 1280 px wide
+// and --shot-height high: `make report-png` makes the README's docs/report.png so).
 //
 // usage: node report-check.mjs --report R.html --summary S.json --screenshot OUT.png
-//          [--viewport-shot TOP.png] [--expect-charts id,id,...] [--require-metrics key,key,...]
+//          [--viewport-shot TOP.png [--shot-height 900]] [--expect-charts id,id,...] [--require-metrics key,key,...]
 // Prints a JSON result on stdout; exits 1 with the problems on stderr.
 // CHROMIUM overrides the browser (default /usr/bin/chromium).
 import { chromium } from 'playwright-core';
@@ -139,7 +140,10 @@ try {
   }
 
   await page.screenshot({ path: opts.screenshot, fullPage: true });
-  if (opts['viewport-shot']) await page.screenshot({ path: opts['viewport-shot'], fullPage: false });
+  if (opts['viewport-shot']) {
+    await page.setViewportSize({ width: 1280, height: Number(opts['shot-height'] || 900) });
+    await page.screenshot({ path: opts['viewport-shot'], fullPage: false });
+  }
 } catch (e) {
   fail(`checking the report: ${e.stack || e}`);
 } finally {
