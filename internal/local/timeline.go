@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/taxistream/taxistream/internal/kpl"
 	"github.com/taxistream/taxistream/internal/local/esm"
 	locallambda "github.com/taxistream/taxistream/internal/local/lambda"
@@ -207,17 +209,34 @@ func (t *Timeline) ObservePut(p stream.PutObservation) {
 	t.puts = append(t.puts, req)
 }
 
-// userRecords is the number of user records in a Kinesis record: 1 unless it is a KPL aggregate.
+// userRecords is the number of user records in a Kinesis record: 1 unless it is a KPL aggregate, whose
+// records (protobuf field 3 of AggregatedRecord) are counted without copying or checking the MD5 (the
+// consumer checks it; a corrupt aggregate reaches it as one record).
 func userRecords(data []byte) int {
 	if !kpl.IsAggregated(data) {
 		return 1
 	}
-	recs, err := kpl.Deaggregate(data, "", "")
-	if err != nil {
-		return 1 // a corrupt aggregate reaches the consumer as one record
+	body := data[len(kpl.Magic) : len(data)-(kpl.Overhead-len(kpl.Magic))]
+	n := 0
+	for len(body) > 0 {
+		num, typ, l := protowire.ConsumeTag(body)
+		if l < 0 {
+			return 1
+		}
+		body = body[l:]
+		if num == aggregatedRecordRecords && typ == protowire.BytesType {
+			n++
+		}
+		if l = protowire.ConsumeFieldValue(num, typ, body); l < 0 {
+			return 1
+		}
+		body = body[l:]
 	}
-	return len(recs)
+	return max(n, 1)
 }
+
+// aggregatedRecordRecords is the field number of AggregatedRecord.records (the KPL's aggregation format).
+const aggregatedRecordRecords protowire.Number = 3
 
 // observeInvocation records one handler execution (the Lambda runtime's Observer).
 func (t *Timeline) observeInvocation(inv locallambda.Invocation) {

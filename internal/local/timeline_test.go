@@ -1,14 +1,17 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/taxistream/taxistream/internal/kpl"
 	"github.com/taxistream/taxistream/internal/local/stream"
 )
 
@@ -161,5 +164,48 @@ func TestReadTimelineErrors(t *testing.T) {
 		if _, err := ReadTimeline(p); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// BenchmarkTimelineObservePut measures the recording of one PutRecords request as the demo makes them:
+// one KPL aggregate of 122 user records (~64 KB) per request, stored (the timeline de-aggregates it to
+// count its user records), and one in 20 throttled (hashed until its resend). The demo makes about 900
+// such requests: multiply to get the timeline's CPU time per run.
+func BenchmarkTimelineObservePut(b *testing.B) {
+	recs := make([]kpl.UserRecord, 122)
+	for i := range recs {
+		recs[i] = kpl.UserRecord{PartitionKey: strconv.Itoa(i % 265), Data: bytes.Repeat([]byte("x"), 520)}
+	}
+	agg := kpl.Aggregate(recs)
+	tl := newTimeline(TimelineMeta{Shards: []string{"shardId-000000000000"}})
+	now := time.Now()
+	b.SetBytes(int64(len(agg)))
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		e := stream.PutEntryOutcome{Shard: "shardId-000000000000", Size: len(agg) + 3, Data: agg, Counter: uint64(i)}
+		if i%20 == 0 {
+			e.ErrorCode = stream.ErrCodeThroughput
+		}
+		tl.ObservePut(stream.PutObservation{Time: now.Add(time.Duration(i) * time.Millisecond), Entries: []stream.PutEntryOutcome{e}})
+	}
+}
+
+func TestUserRecords(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{1, 2, 122, 500} {
+		recs := make([]kpl.UserRecord, n)
+		for i := range recs {
+			recs[i] = kpl.UserRecord{PartitionKey: strconv.Itoa(i % 7), ExplicitHashKey: strconv.Itoa(i % 3), Data: []byte(`{"record_id":"x"}`)}
+		}
+		if got := userRecords(kpl.Aggregate(recs)); got != n {
+			t.Errorf("aggregate of %d: userRecords = %d", n, got)
+		}
+	}
+	if got := userRecords([]byte(`{"record_id":"x"}`)); got != 1 {
+		t.Errorf("plain record: %d", got)
+	}
+	bad := append(append([]byte{}, kpl.Magic...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	if got := userRecords(bad); got != 1 {
+		t.Errorf("corrupt aggregate: %d, want 1", got)
 	}
 }

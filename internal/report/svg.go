@@ -503,7 +503,7 @@ func (c SpanChart) SVG() template.HTML {
 		}
 		items = append(items, legendItem{g.lane.Name, color, false})
 		b.f(`<text class="tick lane" x="%.1f" y="%.1f" text-anchor="end">%s</text>`, f.x0-6, y+float64(g.rows)*rowH/2+4, esc(g.lane.Name))
-		for _, s := range g.spans {
+		for _, s := range mergeSpans(g.spans, f, func(p placed) (int, Span) { return p.row, p.Span }) {
 			x0, x1 := f.sx(s.Start), f.sx(s.End)
 			fill := color
 			if s.Error {
@@ -521,6 +521,38 @@ func (c SpanChart) SVG() template.HTML {
 	b.legend(f.x0, items)
 	b.f(`</svg>`)
 	return template.HTML(b.String())
+}
+
+// rowSpan is a span on a sub-row, as drawn.
+type rowSpan struct {
+	Span
+	row int
+}
+
+// mergeSpans joins, per sub-row, spans less than a unit apart on the screen (a long run has many
+// thousands of short invocations; drawing each would only make the file big). A merged span is an error
+// when any of its spans is; its title counts them.
+func mergeSpans[T any](spans []T, f frame, get func(T) (int, Span)) []rowSpan {
+	const minGap = 1.0 // SVG units
+	var out []rowSpan
+	last := map[int]int{} // sub-row → index in out of its last span
+	count := map[int]int{}
+	for _, x := range spans {
+		row, s := get(x)
+		if i, ok := last[row]; ok && f.sx(s.Start)-f.sx(out[i].End) < minGap {
+			m := &out[i]
+			m.End = math.Max(m.End, s.End)
+			m.Error = m.Error || s.Error
+			count[i]++
+			continue
+		}
+		out = append(out, rowSpan{s, row})
+		last[row] = len(out) - 1
+	}
+	for i, n := range count {
+		out[i].Title = fmt.Sprintf("%d invocations from %.1f s to %.1f s (drawn as one)", n+1, out[i].Start, out[i].End)
+	}
+	return out
 }
 
 // fmtCount formats a count with thousands separators (non-integers keep two decimals).

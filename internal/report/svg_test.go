@@ -80,3 +80,19 @@ func TestChartsHaveWhatTheBrowserTestLooksFor(t *testing.T) {
 		t.Errorf("span chart:\n%s", charts["span"])
 	}
 }
+
+// TestSpanChartMergesWhatItCannotShow: 10,000 short invocations back to back do not become 10,000 rects.
+func TestSpanChartMergesWhatItCannotShow(t *testing.T) {
+	var spans []Span
+	for i := range 10000 {
+		spans = append(spans, Span{Start: float64(i) * 0.1, End: float64(i)*0.1 + 0.05, Error: i == 5000})
+	}
+	svg := string(SpanChart{ID: "s", XLabel: "x", YLabel: "y", XMax: 1000, Lanes: []Lane{{Name: "f", Spans: spans}}}.SVG())
+	n := strings.Count(svg, `class="mark span"`)
+	if n == 0 || n > 1200 {
+		t.Errorf("%d rects for 10,000 spans on a 1,000 s axis", n)
+	}
+	if !strings.Contains(svg, errColor) || !strings.Contains(svg, "invocations from") {
+		t.Error("the merged spans lost the error or their count")
+	}
+}
