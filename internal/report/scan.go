@@ -311,7 +311,7 @@ func (s *strs) intern(b []byte) string {
 // generic row reader converts whole rows between schemas, about ten times slower for this. A column
 // the file does not have stays empty (a file of another writer, or of an older schema).
 func readTripColumns(body []byte, st *strs) ([]tripCols, error) {
-	f, err := parquet.OpenFile(bytes.NewReader(body), int64(len(body)))
+	f, err := parquet.OpenFile(bytes.NewReader(body), int64(len(body)), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return nil, err
 	}
