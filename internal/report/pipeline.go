@@ -448,8 +448,8 @@ func reasons(id, what string, counts map[string]int64, examples map[string][]Exa
 	return r
 }
 
-// runWindow describes the timeline's run.
-type runWindow struct {
+// RunWindow is the run the timeline covers.
+type RunWindow struct {
 	Started, Ended time.Time
 	Wall           string
 	Shards         int

@@ -54,7 +54,7 @@ type Report struct {
 	Location  string
 	Generated time.Time
 	Version   string
-	Run       *runWindow // from the timeline
+	Run       *RunWindow // from the timeline
 	Summary   local.Summary
 	Tiles     []Tile
 	Pipeline  Pipeline
@@ -107,7 +107,7 @@ func Build(ctx context.Context, in Input) (*Report, error) {
 	archive, consumer := true, true // a deployed stack has both
 	if tl := in.Timeline; tl != nil {
 		archive, consumer = tl.Meta.Archive, tl.Meta.Consumer
-		r.Run = &runWindow{Started: tl.Meta.Started, Ended: tl.Meta.Ended, Shards: len(tl.Meta.Shards), LimitsOn: tl.Meta.LimitsOn}
+		r.Run = &RunWindow{Started: tl.Meta.Started, Ended: tl.Meta.Ended, Shards: len(tl.Meta.Shards), LimitsOn: tl.Meta.LimitsOn}
 		if !tl.Meta.Ended.IsZero() {
 			r.Run.Wall = fmtDur(tl.Meta.Ended.Sub(tl.Meta.Started).Seconds())
 		}
