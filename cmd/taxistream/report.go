@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -81,6 +82,9 @@ func cmdReport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		default:
 			return err
 		}
+		if sum, ok := runSummary(src); ok {
+			in.Summary = sum
+		}
 		if *out == "" {
 			*out = filepath.Join(src, reportFile)
 		}
@@ -90,6 +94,32 @@ func cmdReport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	}
 	fmt.Fprintf(stdout, "report: %s\n", *out)
 	return nil
+}
+
+// runSummaryFile is where `taxistream local` leaves the summary it printed, in its folder.
+const runSummaryFile = "summary.json"
+
+// runSummary returns the summary the run in dir printed, when it is still the folder's latest: it
+// holds what only the run could know (the stream records its on-failure records name). A timeline
+// written after it (`taxistream invoke` on the folder) means the bucket changed since: recompute.
+func runSummary(dir string) (*local.Summary, bool) {
+	path := filepath.Join(dir, runSummaryFile)
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, false
+	}
+	if tl, err := os.Stat(local.TimelinePath(dir)); err == nil && tl.ModTime().After(st.ModTime()) {
+		return nil, false
+	}
+	body, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	var s local.Summary
+	if json.Unmarshal(body, &s) != nil {
+		return nil, false
+	}
+	return &s, true
 }
 
 // openLocalBucket opens the bucket of the local cloud in dir for reading.
@@ -146,11 +176,15 @@ func writeReport(ctx context.Context, in report.Input, path string) error {
 	return nil
 }
 
-// writeRunReport saves the timeline of a local run that just finished and writes its report to
-// <dir>/report.html, with the summary the run printed.
+// writeRunReport saves the timeline and the summary (<dir>/summary.json) of a local run that just
+// finished and writes its report to <dir>/report.html.
 func writeRunReport(ctx context.Context, cloud *local.Cloud, dir string, sum *local.Summary) (string, error) {
 	if _, err := cloud.SaveTimeline(); err != nil {
 		return "", err
+	}
+	b, _ := json.MarshalIndent(sum, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, runSummaryFile), append(b, '\n'), 0o644); err != nil {
+		return "", fmt.Errorf("saving the summary: %w", err)
 	}
 	path := filepath.Join(dir, reportFile)
 	in := report.Input{

@@ -142,6 +142,18 @@ func TestReportInBrowser(t *testing.T) {
 	}
 	checkInBrowser(t, page, summary, expectedCharts(s))
 
+	// From the folder alone: the run left its summary there; without it the report recomputes it from
+	// the bucket, which must give the same page.
+	saved, err := os.ReadFile(filepath.Join(dir, runSummaryFile))
+	if err != nil {
+		t.Fatalf("the run left no summary in its folder: %v", err)
+	}
+	if want, _ := os.ReadFile(summary); !bytes.Equal(saved, want) {
+		t.Errorf("%s differs from --summary-json:\n%s\n%s", runSummaryFile, saved, want)
+	}
+	if err := os.Remove(filepath.Join(dir, runSummaryFile)); err != nil {
+		t.Fatal(err)
+	}
 	again := filepath.Join(t.TempDir(), "again.html")
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"report", "--out", again, dir}, strings.NewReader(""), &stdout, &stderr); code != 0 {

@@ -16,9 +16,10 @@ const failureCheck = "batches or events in the failure destinations"
 // the local bucket of an earlier run (`taxistream report`). archive and consumer say whether the stack
 // has the Firehose and the consumer. failureRecords is the number of on-failure records; a negative
 // value means the failure destinations could not be read (a deployed stack's SQS queue), and the
-// reconciliation says so instead of checking it.
+// reconciliation says so instead of checking it. The stream records that on-failure records name are
+// not read back (the stream is gone): Summarize, during the run, does that.
 func SummarizeBucket(ctx context.Context, b BucketReader, bucketName string, archive, consumer bool, failureRecords int) (Summary, error) {
-	s, err := summarize(ctx, b, bucketName, archive, consumer)
+	s, err := summarize(ctx, b, bucketName, archive, consumer, nil)
 	if err != nil {
 		return s, err
 	}

@@ -114,7 +114,15 @@ func fixture(t *testing.T) (fakeBucket, *local.TimelineData) {
 		fmt.Fprintf(&arch, `{"record_id":%q}`+"\n", id(r))
 	}
 	b["archive/2026/01/02/03/stream-1-2026-01-02-03-04-05-x.gz"] = fakeObject{gz(t, arch.String()), t0.Add(9 * time.Second)}
-	b[process.ZoneStatsKey(t0, "shardId-000000000000", "")] = fakeObject{[]byte(`{"trips":3}` + "\n"), t0.Add(9 * time.Second)}
+	var zs bytes.Buffer
+	zw := parquet.NewGenericWriter[process.ZoneStat](&zs)
+	if _, err := zw.Write([]process.ZoneStat{{WindowStart: t0, ShardID: "shardId-000000000000", PULocationID: 132, TaxiType: "yellow", Trips: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b[process.ZoneStatsKey(t0, "shardId-000000000000", "")] = fakeObject{zs.Bytes(), t0.Add(9 * time.Second)}
 
 	tl := &local.TimelineData{
 		Meta: local.TimelineMeta{Kind: "meta", Version: 1, Started: t0.Add(-time.Second), Ended: t0.Add(10 * time.Second),
