@@ -38,6 +38,8 @@ func newCompact(ctx context.Context, cfg config.Config, c *Cloud, store any, log
 type CompactionSummary struct {
 	FilesBefore int            `json:"files_before"` // Parquet objects under processed/trips/
 	FilesAfter  int            `json:"files_after"`
+	BytesBefore int64          `json:"bytes_before"` // their bytes
+	BytesAfter  int64          `json:"bytes_after"`
 	Partitions  int            `json:"partitions"`
 	Seconds     float64        `json:"seconds"`
 	Result      compact.Result `json:"result"`
@@ -53,7 +55,7 @@ func (c *Cloud) Compact(ctx context.Context, req compact.Request) (*CompactionSu
 		return nil, nil // a template without compaction
 	}
 	start := time.Now()
-	before, partitions, err := c.tripFiles(ctx)
+	before, bytesBefore, partitions, err := c.tripFiles(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -77,22 +79,22 @@ func (c *Cloud) Compact(ctx context.Context, req compact.Request) (*CompactionSu
 	if err := c.WaitIdle(ctx); err != nil {
 		return nil, err
 	}
-	after, _, err := c.tripFiles(ctx)
+	after, bytesAfter, _, err := c.tripFiles(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &CompactionSummary{FilesBefore: before, FilesAfter: after, Partitions: partitions,
+	return &CompactionSummary{FilesBefore: before, FilesAfter: after, BytesBefore: bytesBefore, BytesAfter: bytesAfter, Partitions: partitions,
 		Seconds: time.Since(start).Seconds(), Result: resp.Result, Continued: resp.Continued}, nil
 }
 
-// tripFiles counts the Parquet objects and the partitions under processed/trips/.
-func (c *Cloud) tripFiles(ctx context.Context) (files, partitions int, err error) {
+// tripFiles counts the Parquet objects, their bytes and the partitions under processed/trips/.
+func (c *Cloud) tripFiles(ctx context.Context) (files int, size int64, partitions int, err error) {
 	seen := map[string]bool{}
 	pages := s3.NewListObjectsV2Paginator(c.Bucket, &s3.ListObjectsV2Input{Bucket: aws.String(c.Bucket.Name()), Prefix: aws.String(compact.TripsPrefix)})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
-			return 0, 0, fmt.Errorf("listing %s: %w", compact.TripsPrefix, err)
+			return 0, 0, 0, fmt.Errorf("listing %s: %w", compact.TripsPrefix, err)
 		}
 		for _, o := range page.Contents {
 			k := aws.ToString(o.Key)
@@ -100,11 +102,12 @@ func (c *Cloud) tripFiles(ctx context.Context) (files, partitions int, err error
 				continue
 			}
 			files++
+			size += aws.ToInt64(o.Size)
 			if dir := path.Dir(k); !seen[dir] {
 				seen[dir] = true
 				partitions++
 			}
 		}
 	}
-	return files, partitions, nil
+	return files, size, partitions, nil
 }
