@@ -13,7 +13,8 @@ import (
 // processed/trips/ before and after on the page; a summary without compaction shows none.
 func TestCompactionFromTheSummary(t *testing.T) {
 	sum := local.Summary{Compaction: &local.CompactionSummary{FilesBefore: 1200, FilesAfter: 123, BytesBefore: 21_000_000, BytesAfter: 6_500_000}}
-	r, err := Build(context.Background(), Input{Bucket: fakeBucket{}, BucketName: "b", Location: "run", Summary: &sum})
+	b, _ := fixture(t)
+	r, err := Build(context.Background(), Input{Bucket: b, BucketName: "stack-bucket", Location: "run", Summary: &sum})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,11 +28,15 @@ func TestCompactionFromTheSummary(t *testing.T) {
 	if !strings.Contains(page.String(), "Compaction: 1,200 → 123 files") {
 		t.Errorf("the page does not show the compaction:\n%s", page.String())
 	}
-	r, err = Build(context.Background(), Input{Bucket: fakeBucket{}, BucketName: "b", Location: "run", Summary: &local.Summary{}})
+	r, err = Build(context.Background(), Input{Bucket: b, BucketName: "stack-bucket", Location: "run", Summary: &local.Summary{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Outputs.Compaction != nil {
+	page.Reset()
+	if err := r.Render(&page); err != nil {
+		t.Fatal(err)
+	}
+	if r.Outputs.Compaction != nil || !strings.Contains(page.String(), `data-note="compaction"`) {
 		t.Error("a run without compaction shows one")
 	}
 }
