@@ -193,8 +193,13 @@ func (s *sorter) flush() error {
 	}
 	name := f.Name()
 	s.runs = append(s.runs, name)
-	w := parquet.NewWriter(f, tripSchema, parquet.Compression(&snappyCodec), parquet.PageBufferSize(runPageBytes),
-		parquet.DataPageStatistics(false), parquet.ColumnPageBuffers(parquet.NewFileBufferPool(s.cfg.tempDir, "pages-*")))
+	opts := []parquet.WriterOption{tripSchema, parquet.Compression(&snappyCodec), parquet.PageBufferSize(runPageBytes), parquet.DataPageStatistics(false)}
+	if s.buf.Size() >= pagesOnDiskBytes {
+		// A large run's compressed pages wait on disk until the row group is written (a temporary file
+		// per column): the in-memory buffer is the only large allocation.
+		opts = append(opts, parquet.ColumnPageBuffers(parquet.NewFileBufferPool(s.cfg.tempDir, "pages-*")))
+	}
+	w := parquet.NewWriter(f, opts...)
 	if _, err := w.WriteRowGroup(s.buf); err != nil {
 		f.Close()
 		return fmt.Errorf("writing run %s: %w", name, err)
