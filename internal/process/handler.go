@@ -30,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/taxistream/taxistream/internal/config"
+	"github.com/taxistream/taxistream/internal/geo"
 	"github.com/taxistream/taxistream/internal/kpl"
 	"github.com/taxistream/taxistream/internal/obs"
 )
@@ -49,6 +50,7 @@ type Deps struct {
 	Metrics io.Writer        // EMF lines; default os.Stdout
 	Now     func() time.Time // default time.Now
 	Zones   *Zones           // a preloaded zone lookup; when nil, New loads cfg.ZoneLookup
+	Shapes  *geo.Map         // preloaded zone shapes; when nil, New loads cfg.ZoneShapes (zones.go)
 }
 
 // Handler processes Kinesis batches. It is safe for concurrent use.
@@ -59,6 +61,8 @@ type Handler struct {
 	metrics     io.Writer
 	now         func() time.Time
 	zones       *Zones
+	shapes      *geo.Map // zone shapes for trips with coordinates only (nil: none)
+	outsideID   int32    // the lookup's "outside of NYC" id
 	stateBudget int
 	encoders    sync.Pool
 }
@@ -95,6 +99,9 @@ func New(cfg config.Config, d Deps) (*Handler, error) {
 		}
 		h.zones = z
 		h.log.Info("zone lookup loaded", "source", cfg.ZoneLookup, "zones", z.Len())
+	}
+	if err := h.initShapes(cfg, d); err != nil {
+		return nil, err
 	}
 	return h, nil
 }
@@ -380,5 +387,6 @@ func (h *Handler) prepare(b *batch, now time.Time) {
 			continue
 		}
 		u.status, u.date = statusValid, u.t.pickup.date
+		h.locate(u)
 	}
 }

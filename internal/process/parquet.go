@@ -39,6 +39,8 @@ type TripRow struct {
 	StoreAndFwd    *string    `parquet:"store_and_fwd_flag,optional,dict"`
 	PULocationID   *int32     `parquet:"pu_location_id,optional"`
 	DOLocationID   *int32     `parquet:"do_location_id,optional"`
+	PUSource       string     `parquet:"pu_location_source,dict"` // reported | coordinates | none (zones.go)
+	DOSource       string     `parquet:"do_location_source,dict"`
 	PaymentType    *int32     `parquet:"payment_type,optional"`
 	PaymentCode    *string    `parquet:"payment_code,optional,dict"`
 
@@ -115,6 +117,8 @@ func fillRow(r *TripRow, u *unit, zones *Zones, seq string) {
 		StoreAndFwd:    t.storeAndFwd.ptr(),
 		PULocationID:   t.puLocation.ptr(),
 		DOLocationID:   t.doLocation.ptr(),
+		PUSource:       sourceNames[d.puSource],
+		DOSource:       sourceNames[d.doSource],
 		PaymentType:    t.paymentType.ptr(),
 		PaymentCode:    t.paymentCode.ptr(),
 
