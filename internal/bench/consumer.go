@@ -234,7 +234,7 @@ func childConsume(ctx context.Context, o consumeOptions) (childResult, error) {
 	}
 	store := &discardS3{}
 	// The shapes are loaded by New, as at a cold start (ZONE_SHAPES).
-	h, err := process.New(config.Config{Bucket: "bench", MetricsNamespace: "taxistream", LogLevel: "ERROR", ZoneShapes: o.shapes},
+	h, err := process.New(ctx, config.Config{Bucket: "bench", MetricsNamespace: "taxistream", LogLevel: "ERROR", ZoneShapes: o.shapes},
 		process.Deps{S3: store, Log: slog.New(slog.DiscardHandler), Metrics: io.Discard, Zones: zones})
 	if err != nil {
 		return childResult{}, err

@@ -182,13 +182,13 @@ func (z *Zones) OutsideID() int32 {
 const maxShapesBytes = 256 << 20
 
 // initShapes sets the zone shapes (d.Shapes, else loaded from cfg.ZoneShapes) and the outside id.
-func (h *Handler) initShapes(cfg config.Config, d Deps) error {
+func (h *Handler) initShapes(ctx context.Context, cfg config.Config, d Deps) error {
 	h.shapes = d.Shapes
 	h.outsideID = h.zones.OutsideID()
 	if h.shapes != nil || cfg.ZoneShapes == "" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), zoneLoadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, zoneLoadTimeout)
 	defer cancel()
 	b, where, err := getReference(ctx, cfg.Bucket, cfg.ZoneShapes, "ZONE_SHAPES", h.s3)
 	if err != nil {
@@ -199,7 +199,7 @@ func (h *Handler) initShapes(cfg config.Config, d Deps) error {
 		return fmt.Errorf("loading zone shapes %s: %w", where, err)
 	}
 	h.shapes = m
-	h.log.Info("zone shapes loaded", "source", where, "zones", m.Len(), "format", m.Source,
+	h.log.InfoContext(ctx, "zone shapes loaded", "source", where, "zones", m.Len(), "format", m.Source,
 		"renumbered", strings.Join(m.Renumbered, " "), "outside_id", h.outsideID)
 	return nil
 }

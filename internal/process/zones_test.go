@@ -39,7 +39,7 @@ func testShapes(t testing.TB) *geo.Map {
 
 func newShapesHandler(t testing.TB, store *fakeS3, zones *Zones, shapes *geo.Map) *Handler {
 	t.Helper()
-	h, err := New(config.Config{Bucket: "bucket", MetricsNamespace: "taxistream"}, Deps{
+	h, err := New(context.Background(), config.Config{Bucket: "bucket", MetricsNamespace: "taxistream"}, Deps{
 		S3: store, Log: slog.New(slog.DiscardHandler), Metrics: io.Discard,
 		Now: func() time.Time { return testNow }, Zones: zones, Shapes: shapes,
 	})
@@ -194,7 +194,7 @@ func TestZoneShapesConfig(t *testing.T) {
 	} {
 		t.Run(c.loc, func(t *testing.T) {
 			var logs bytes.Buffer
-			h, err := New(config.Config{Bucket: "bucket", ZoneShapes: c.loc}, Deps{S3: store, Log: slog.New(slog.NewJSONHandler(&logs, nil)), Metrics: io.Discard})
+			h, err := New(context.Background(), config.Config{Bucket: "bucket", ZoneShapes: c.loc}, Deps{S3: store, Log: slog.New(slog.NewJSONHandler(&logs, nil)), Metrics: io.Discard})
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("New: %v; want an error containing %q", err, c.wantErr)
