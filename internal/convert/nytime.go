@@ -193,7 +193,7 @@ func parseWall(s []byte) (r parsed) {
 			break
 		}
 		if !dateTimeSep(s, &i) {
-			return bad(badNoTime, 0)
+			return noTime(s, i)
 		}
 	case (d1 == 1 || d1 == 2) && i < len(s) && (s[i] == '/' || s[i] == '-'): // M/D/YYYY, M-D-YYYY
 		sep := s[i]
@@ -213,7 +213,7 @@ func parseWall(s []byte) (r parsed) {
 		}
 		w.month, w.day, w.year = n1, n2, n3
 		if !dateTimeSep(s, &i) {
-			return bad(badNoTime, 0)
+			return noTime(s, i)
 		}
 	default:
 		return bad(badSpelling, 0)
@@ -286,6 +286,15 @@ func parseWall(s []byte) (r parsed) {
 		return bad(badDate, 0)
 	}
 	return r
+}
+
+// noTime is the reason for a date not followed by a separator and a time: nothing after it, or
+// something we do not read.
+func noTime(s []byte, i int) parsed {
+	if i >= len(s) {
+		return parsed{why: badNoTime}
+	}
+	return parsed{why: badSpelling}
 }
 
 // parseZone reads Z, UTC, GMT, ±HH, ±HHMM or ±HH:MM; it returns seconds east of UTC.
