@@ -187,8 +187,8 @@ func TestPlaceholdersAreNull(t *testing.T) {
 type reexportStyle struct {
 	name    string
 	when    func(wall time.Time, instant time.Time) string // a date-time field
-	missing string                                       // what an empty field becomes
-	minutes bool                                         // the style drops the seconds
+	missing string                                         // what an empty field becomes
+	minutes bool                                           // the style drops the seconds
 }
 
 var reexportStyles = []reexportStyle{
