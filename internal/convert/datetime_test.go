@@ -410,3 +410,56 @@ func FuzzParseWall(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCSVYellow2019Reexport: the generated yellow 2019 file re-exported in the 12-hour US style
+// (every date-time takes the general parser) with NA for empty fields.
+func BenchmarkCSVYellow2019Reexport(b *testing.B) {
+	data := genCSV(b, "yellow", 2019, 50000)
+	cr := csv.NewReader(bytes.NewReader(data))
+	rows, err := cr.ReadAll()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	for r, row := range rows {
+		for i, v := range row {
+			switch {
+			case r == 0:
+			case v == "":
+				row[i] = "NA"
+			case i == 1 || i == 2:
+				t, err := time.Parse(time.DateTime, v)
+				if err != nil {
+					b.Fatal(err)
+				}
+				row[i] = t.Format("1/2/2006 3:04:05 PM")
+			}
+		}
+		if err := w.Write(row); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w.Flush()
+	data = buf.Bytes()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		rr, err := NewCSVReader(bytes.NewReader(data), Options{Source: Source{Bucket: "b", Key: "k"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			_, err := rr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(len(data))*float64(b.N)/1e6/(cpuTime()-cpu0).Seconds(), "MB/cpu-s")
+}

@@ -430,3 +430,17 @@ func splitComma(s string) []string {
 	}
 	return out
 }
+
+// BenchmarkLoadShapefile: reading TLC's zip and building the index, as a cold start does.
+func BenchmarkLoadShapefile(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join(testenv.TLCDir(b), "zones", "taxi_zones.zip"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Load(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
