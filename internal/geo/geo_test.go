@@ -175,10 +175,10 @@ func TestIndexMatchesBruteForce(t *testing.T) {
 			t.Fatalf("(%.6f, %.6f): grid %d, %v; brute force %d, %v", x, y, got, ok1, want, ok2)
 		}
 	}
-	for range 20000 {
+	for range 6000 {
 		check(g.x0+rng.Float64()*g.w*float64(g.nx), g.y0+rng.Float64()*g.h*float64(g.ny))
 	}
-	for range 5000 {
+	for range 2000 {
 		z := m.rings[rng.IntN(len(m.rings))]
 		r := z[rng.IntN(len(z))]
 		k := 2 * rng.IntN(len(r)/2)

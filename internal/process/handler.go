@@ -218,7 +218,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.KinesisTimeWindowEvent) 
 	}
 
 	// Counters over the committed prefix (what a retry will not see again).
-	var valid, invalid, dups int
+	var valid, invalid, dups, located int
 	for i := range b.units {
 		u := &b.units[i]
 		if u.k >= cut {
@@ -227,6 +227,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.KinesisTimeWindowEvent) 
 		switch u.status {
 		case statusValid:
 			valid++
+			located += u.d.located()
 			for _, f := range u.d.flags {
 				m.Add("TripsFlagged_"+f, obs.Count, 1)
 			}
@@ -244,6 +245,9 @@ func (h *Handler) Handle(ctx context.Context, ev events.KinesisTimeWindowEvent) 
 		}
 	}
 	m.Add("TripsValid", obs.Count, float64(valid))
+	if located > 0 {
+		m.Add("LocationsFromCoordinates", obs.Count, float64(located)) // zones.go
+	}
 	m.Add("TripsInvalid", obs.Count, float64(invalid))
 	m.Add("DuplicatesDropped", obs.Count, float64(dups))
 

@@ -253,6 +253,18 @@ func (h *Handler) locate(u *unit) {
 	u.d.doSource = h.resolve(&u.t.doLocation, u.t.dropoffLongitude, u.t.dropoffLatitude)
 }
 
+// located counts the trip's pickup and dropoff ids found from coordinates (metric LocationsFromCoordinates).
+func (d *derived) located() int {
+	n := 0
+	if d.puSource == srcCoordinates {
+		n++
+	}
+	if d.doSource == srcCoordinates {
+		n++
+	}
+	return n
+}
+
 func (h *Handler) resolve(id *optI, lon, lat optF) uint8 {
 	if id.ok {
 		return srcReported

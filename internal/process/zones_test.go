@@ -115,6 +115,8 @@ func TestLocationsFromCoordinates(t *testing.T) {
 func TestZoneStatsCountHistoricTripsByZone(t *testing.T) {
 	store := newFakeS3()
 	h := newShapesHandler(t, store, testZones(t), testShapes(t))
+	var metrics bytes.Buffer
+	h.metrics = &metrics
 	in230 := `,"pickup_longitude":-73.985,"pickup_latitude":40.755`
 	resp, err := h.Handle(context.Background(), windowEvent([]events.KinesisEventRecord{
 		kinesisRecord(0, historic("a", in230)),
@@ -124,6 +126,9 @@ func TestZoneStatsCountHistoricTripsByZone(t *testing.T) {
 	}, map[string]string{}, false))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m := emf(t, &metrics); m["LocationsFromCoordinates"] != 3.0 {
+		t.Errorf("LocationsFromCoordinates = %v, want 3 (three pickups; no dropoff coordinates)", m["LocationsFromCoordinates"])
 	}
 	if _, err := h.Handle(context.Background(), windowEvent(nil, resp.State, true)); err != nil {
 		t.Fatal(err)
