@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -219,10 +221,10 @@ func TestZoneShapesConfig(t *testing.T) {
 	}
 }
 
-// TestHistoricTripsGetZones runs the real 2015 sample (coordinates, no ids) through the converter and
-// the handler with TLC's shapefile and lookup: every trip with usable coordinates gets a zone from them,
-// the others none, and the zones are where the trips are (Manhattan, the airports).
-func TestHistoricTripsGetZones(t *testing.T) {
+// historicRun converts the real 2015 sample and runs it through the handler with TLC's shapefile and the
+// 2024 lookup; it returns the fake bucket.
+func historicRun(t *testing.T) (*fakeS3, *geo.Map) {
+	t.Helper()
 	dir := testenv.TLCDir(t)
 	zip, err := os.ReadFile(filepath.Join(dir, "zones", "taxi_zones.zip"))
 	if err != nil {
@@ -257,6 +259,81 @@ func TestHistoricTripsGetZones(t *testing.T) {
 	if _, err := h.Handle(context.Background(), eventOf(recs)); err != nil {
 		t.Fatal(err)
 	}
+	return store, shapes
+}
+
+// TestHistoricTripsReadByDuckDB reads the Parquet of the 2015 sample with DuckDB (@duckdb/node-api, a
+// reader we did not write): the source columns and the located ids and names are there, and agree with
+// what parquet-go reads.
+func TestHistoricTripsReadByDuckDB(t *testing.T) {
+	node := testenv.Node(t)
+	modules := testenv.NodeModules(t)
+	store, _ := historicRun(t)
+	dir := t.TempDir()
+	want := map[string]int{}
+	for i, k := range store.keys(TripsPrefix) {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("part-%d.parquet", i)), store.objects[k], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range readTrips(t, store.objects[k]) {
+			z := "-"
+			if r.PUZone != nil {
+				z = *r.PUZone
+			}
+			want[fmt.Sprintf("%s|%v|%s", r.PUSource, r.PULocationID != nil, z)]++
+		}
+	}
+	script := filepath.Join(dir, "q.js")
+	if err := os.WriteFile(script, []byte(`const { DuckDBInstance } = require('@duckdb/node-api');
+(async () => {
+  const db = await DuckDBInstance.create(':memory:');
+  const c = await db.connect();
+  const r = await c.runAndReadAll(process.argv[2]);
+  console.log(JSON.stringify(r.getRowObjectsJson()));
+})().catch(e => { console.error(e); process.exit(1); });
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sql := "SELECT pu_location_source AS src, pu_location_id IS NOT NULL AS has_id, coalesce(pu_zone, '-') AS zone, count(*) AS n " +
+		"FROM read_parquet('" + filepath.Join(dir, "*.parquet") + "') GROUP BY ALL"
+	cmd := exec.Command(node, script, sql)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("node: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	var rows []struct {
+		Src   string `json:"src"`
+		HasID bool   `json:"has_id"`
+		Zone  string `json:"zone"`
+		N     string `json:"n"`
+	}
+	if err := json.Unmarshal(out, &rows); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	got := map[string]int{}
+	for _, r := range rows {
+		var n int
+		fmt.Sscan(r.N, &n)
+		got[fmt.Sprintf("%s|%v|%s", r.Src, r.HasID, r.Zone)] += n
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("DuckDB's counts by pickup source and zone (-parquet-go +duckdb):\n%s", diff)
+	}
+	if got[SourceCoordinates+"|true|Upper East Side South"] == 0 {
+		t.Errorf("no pickup located in Upper East Side South: %v", got)
+	}
+}
+
+// TestHistoricTripsGetZones runs the real 2015 sample (coordinates, no ids) through the converter and
+// the handler with TLC's shapefile and lookup: every trip with usable coordinates gets a zone from them,
+// the others none, and the zones are where the trips are (Manhattan, the airports).
+func TestHistoricTripsGetZones(t *testing.T) {
+	store, shapes := historicRun(t)
 	sources := map[string]int{}
 	boroughs := map[string]int{}
 	rows := 0
