@@ -139,7 +139,7 @@ type parsed struct {
 	zoned  bool // an explicit zone: the text is an instant, off seconds east of UTC
 	off    int
 	why    uint8 // 0: ok
-	whyArg int   // the number a reason is about (the month of badDayFirst, the hour of badMeridiem)
+	whyArg int   // the number a reason is about (what stands in the month's place for badDayFirst, the hour for badMeridiem)
 }
 
 // parseWall reads every unambiguous spelling of a date and time in US order (DESIGN.md: TLC writes New

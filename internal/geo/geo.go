@@ -49,6 +49,7 @@ type Map struct {
 	rings [][][]float64 // zone index → closed rings, flat x,y pairs in the shapes' coordinates
 	proj  projection
 	grid  *grid
+	ll    *llGrid // lookups without projecting, where the answer is the same all over a cell (nil: none)
 }
 
 // Load reads zone shapes from data: a zipped shapefile (starts with "PK") or GeoJSON (starts with '{').
@@ -100,6 +101,9 @@ func newMap(raw []rawZone, proj projection) (*Map, error) {
 		return nil, err
 	}
 	m.grid = g
+	if p, ok := proj.(*lcc); ok {
+		m.ll = buildLLGrid(g, p)
+	}
 	return m, nil
 }
 
@@ -145,6 +149,14 @@ func (m *Map) Locate(lon, lat float64) (id int32, ok bool) {
 		return 0, false
 	}
 	x, y := lon, lat
+	if m.ll != nil {
+		if i, ok := m.ll.find(lon, lat); ok {
+			if i >= 0 {
+				return m.zones[i].ID, true
+			}
+			return 0, false
+		}
+	}
 	if m.proj != nil {
 		x, y = m.proj.forward(lon, lat)
 	}

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/twpayne/go-geom"
@@ -186,6 +188,45 @@ func TestIndexMatchesBruteForce(t *testing.T) {
 	}
 }
 
+// TestLonLatGridMatchesProjection: a lookup answered by the longitude/latitude grid (no projection) is
+// the one the projection and the grid give, on random points, on points a hair from vertices and on
+// points exactly on the longitude/latitude cells' corners.
+func TestLonLatGridMatchesProjection(t *testing.T) {
+	m := tlcShapes(t)
+	if m.ll == nil {
+		t.Fatal("no longitude/latitude grid for a projected map")
+	}
+	rng := rand.New(rand.NewPCG(18, 4))
+	direct := 0
+	check := func(lon, lat float64) {
+		t.Helper()
+		got, ok1 := m.Locate(lon, lat)
+		want, ok2 := m.locateXY(m.proj.forward(lon, lat))
+		if got != want || ok1 != ok2 {
+			t.Fatalf("(%.9f, %.9f): Locate %d, %v; projected %d, %v", lon, lat, got, ok1, want, ok2)
+		}
+		if _, ok := m.ll.find(lon, lat); ok {
+			direct++
+		}
+	}
+	l := m.ll
+	for range 50000 {
+		check(l.lon0+rng.Float64()*float64(l.nx)/l.invW, l.lat0+rng.Float64()*float64(l.ny)/l.invH)
+	}
+	for range 20000 {
+		z := m.rings[rng.IntN(len(m.rings))]
+		r := z[rng.IntN(len(z))]
+		k := 2 * rng.IntN(len(r)/2)
+		lon, lat := m.proj.inverse(r[k], r[k+1])
+		check(lon+(rng.Float64()-0.5)*1e-5, lat+(rng.Float64()-0.5)*1e-5) // within a metre
+	}
+	for range 20000 {
+		i, j := rng.IntN(l.nx), rng.IntN(l.ny)
+		check(l.lon0+float64(i)/l.invW, l.lat0+float64(j)/l.invH)
+	}
+	t.Logf("%d of 90,000 lookups answered without projecting", direct)
+}
+
 // TestGeoJSONOfShapefileAgrees writes the official shapes as a WGS 84 GeoJSON FeatureCollection
 // (vertices through the inverse projection, encoded by go-geom), loads it with LoadGeoJSON and
 // compares the two maps on 5,000 random points: they agree except within a metre of a border (an
@@ -334,6 +375,7 @@ func BenchmarkLocate(b *testing.B) {
 	b.ResetTimer()
 	found := 0
 	i := 0
+	cpu0 := cpuTime()
 	for b.Loop() {
 		p := pts[i]
 		if _, ok := m.Locate(p[0], p[1]); ok {
@@ -344,6 +386,7 @@ func BenchmarkLocate(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+	b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "lookups/cpu-s")
 	if found == 0 {
 		b.Fatal("no point located")
 	}
@@ -360,12 +403,14 @@ func BenchmarkLocateUniform(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0
+	cpu0 := cpuTime()
 	for b.Loop() {
 		p := pts[i&4095]
 		m.Locate(p[0], p[1])
 		i++
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+	b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "lookups/cpu-s")
 }
 
 // samplePoints reads the coordinates of ../shared/data/tlc/samples/yellow_tripdata_2015-01_head.csv.
@@ -417,6 +462,16 @@ func splitLines(s string) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// cpuTime is the user+system CPU time of the process (the machine is shared: per-core speed is
+// better told by CPU time than by wall time).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func splitComma(s string) []string {
