@@ -29,8 +29,12 @@ type Zone struct {
 
 // Zones is the taxi zone lookup, loaded once per cold start.
 type Zones struct {
-	byID map[int32]*Zone
+	byID  map[int32]*Zone
+	dense []*Zone // byID for ids 0..len-1 (every TLC id), indexed without hashing: two look-ups per trip
 }
+
+// maxDenseID bounds Zones.dense.
+const maxDenseID = 4096
 
 // Len returns the number of zones.
 func (z *Zones) Len() int {
@@ -55,6 +59,9 @@ func (z *Zones) Lookup(id int32) (Zone, bool) {
 func (z *Zones) lookup(id optI) *Zone {
 	if z == nil || !id.ok {
 		return nil
+	}
+	if uint32(id.v) < uint32(len(z.dense)) {
+		return z.dense[id.v]
 	}
 	return z.byID[id.v]
 }
@@ -127,6 +134,14 @@ func LoadZones(r io.Reader) (*Zones, error) {
 	}
 	if len(z.byID) == 0 {
 		return nil, errors.New("zone lookup has no rows")
+	}
+	for id, zone := range z.byID {
+		if id >= 0 && id < maxDenseID {
+			if int(id) >= len(z.dense) {
+				z.dense = append(z.dense, make([]*Zone, int(id)+1-len(z.dense))...)
+			}
+			z.dense[id] = zone
+		}
 	}
 	return z, nil
 }

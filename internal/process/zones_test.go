@@ -372,3 +372,25 @@ func TestHistoricTripsGetZones(t *testing.T) {
 		t.Errorf("boroughs %v: want some Queens (the airports)", boroughs)
 	}
 }
+
+func TestZonesLookupDenseAndSparse(t *testing.T) {
+	z, err := LoadZones(strings.NewReader("LocationID,Borough,Zone,service_zone\n1,EWR,Newark Airport,EWR\n265,N/A,Outside of NYC,N/A\n5000,X,Far,Y\n-3,Y,Odd,Z\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		id   int32
+		want string
+	}{{1, "Newark Airport"}, {265, "Outside of NYC"}, {5000, "Far"}, {-3, "Odd"}, {2, ""}, {4095, ""}, {70000, ""}} {
+		got := ""
+		if p := z.lookup(optI{v: c.id, ok: true}); p != nil {
+			got = p.Name
+		}
+		if got != c.want {
+			t.Errorf("lookup(%d) = %q, want %q", c.id, got, c.want)
+		}
+	}
+	if z.lookup(optI{v: 1}) != nil {
+		t.Error("lookup of an absent id value found a zone")
+	}
+}
