@@ -9,6 +9,8 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/snappy"
+
+	"github.com/taxistream/taxistream/internal/version"
 )
 
 // snappyFast is Parquet's SNAPPY codec (the same codec id, raw Snappy blocks any reader decodes)
@@ -39,8 +41,6 @@ type TripRow struct {
 	StoreAndFwd    *string    `parquet:"store_and_fwd_flag,optional,dict"`
 	PULocationID   *int32     `parquet:"pu_location_id,optional"`
 	DOLocationID   *int32     `parquet:"do_location_id,optional"`
-	PUSource       string     `parquet:"pu_location_source,dict"` // reported | coordinates | none (zones.go)
-	DOSource       string     `parquet:"do_location_source,dict"`
 	PaymentType    *int32     `parquet:"payment_type,optional"`
 	PaymentCode    *string    `parquet:"payment_code,optional,dict"`
 
@@ -94,6 +94,8 @@ type TripRow struct {
 	DOBorough     *string  `parquet:"do_borough,optional,dict"`
 	DOZone        *string  `parquet:"do_zone,optional,dict"`
 	DOServiceZone *string  `parquet:"do_service_zone,optional,dict"`
+	PUSource      string   `parquet:"pu_location_source,dict"` // reported | coordinates | none (zones.go)
+	DOSource      string   `parquet:"do_location_source,dict"`
 	QualityFlags  *string  `parquet:"quality_flags,optional,dict"` // comma-separated Flag rules that failed
 
 	// Lineage.
@@ -187,7 +189,23 @@ func fillRow(r *TripRow, u *unit, zones *Zones, seq string) {
 	}
 }
 
+// CreatedBy is the footer's created_by: "taxistream version <version> (build <revision>)", in the
+// "<application> version <version> (build <hash>)" form that parquet-mr and Arrow write and parse.
+func CreatedBy() string {
+	v := version.Get()
+	s := "taxistream version " + v.Short()
+	if rev := v.Revision; rev != "" {
+		s += " (build " + rev[:min(len(rev), 12)] + ")"
+	}
+	return s
+}
+
 // parquetEncoder encodes batches of trips; it keeps its writer and buffers between files.
+//
+// Reusing the writer through Reset is ~40 % cheaper per object than a new writer (measured on
+// 50-row objects), and safe from parquet-go v0.32.1 on: v0.32.0 cleared the column paths
+// (path_in_schema) and encodings of the footer of every file after the first one a writer wrote.
+// TestFootersOfReusedWriter checks every footer of several objects written in a row.
 type parquetEncoder struct {
 	buf  bytes.Buffer
 	w    *parquet.GenericWriter[TripRow]
@@ -201,7 +219,7 @@ func (e *parquetEncoder) encode(rows []TripRow) ([]byte, error) {
 	if e.w == nil {
 		e.w = parquet.NewGenericWriter[TripRow](&e.buf,
 			parquet.Compression(&snappyFast),
-			parquet.CreatedBy("taxistream", "process", ""),
+			&parquet.WriterConfig{CreatedBy: CreatedBy()},
 		)
 	} else {
 		e.w.Reset(&e.buf)

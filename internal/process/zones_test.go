@@ -17,6 +17,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/go-cmp/cmp"
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/taxistream/taxistream/internal/config"
 	"github.com/taxistream/taxistream/internal/convert"
@@ -135,13 +136,17 @@ func TestZoneStatsCountHistoricTripsByZone(t *testing.T) {
 	if _, err := h.Handle(context.Background(), windowEvent(nil, resp.State, true)); err != nil {
 		t.Fatal(err)
 	}
-	body := store.objects["processed/zone_stats/window_start=2019-01-15T08:36:00Z/"+fixtureShard+".json"]
+	key := ZoneStatsKey(time.Date(2019, 1, 15, 8, 36, 0, 0, time.UTC), fixtureShard, "")
+	body, ok := store.objects[key]
+	if !ok {
+		t.Fatalf("no %s; keys %v", key, store.keys(""))
+	}
+	stats, err := parquet.Read[ZoneStat](bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := map[int32]int64{}
-	for _, line := range bytes.Split(bytes.TrimSpace(body), []byte("\n")) {
-		var s ZoneStat
-		if err := json.Unmarshal(line, &s); err != nil {
-			t.Fatalf("zone stats %q: %v", body, err)
-		}
+	for _, s := range stats {
 		got[s.PULocationID] += s.Trips
 	}
 	if diff := cmp.Diff(map[int32]int64{0: 1, 48: 1, 230: 2}, got); diff != "" {
