@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -104,4 +105,27 @@ func Bootstrap(t testing.TB, fn string) string {
 func RIE(t testing.TB) string {
 	t.Helper()
 	return Tool(t, "TAXISTREAM_RIE", ".tools/bin/aws-lambda-rie")
+}
+
+// Python returns a python3 that can import every module named (e.g. "cfnlint", "samtranslator", "moto",
+// "boto3"), or skips (fails under CI). The template tests run the tools SAM itself uses through it.
+func Python(t testing.TB, modules ...string) string {
+	t.Helper()
+	p, err := exec.LookPath("python3")
+	if err != nil {
+		missing(t, "python3 is not on PATH", "install Python 3.11 with cfn-lint, aws-sam-translator, moto and boto3")
+	}
+	if len(modules) == 0 {
+		return p
+	}
+	// find_spec locates a module without running it (importing moto whole takes seconds).
+	src := "import importlib.util, sys\nbad = []\nfor m in sys.argv[1:]:\n    try:\n        ok = importlib.util.find_spec(m) is not None\n    except Exception:\n        ok = False\n    if not ok:\n        bad.append(m)\nprint(', '.join(bad))\n"
+	out, err := exec.Command(p, append([]string{"-c", src}, modules...)...).Output()
+	if err != nil {
+		missing(t, "python3 could not check its modules: "+err.Error(), "install Python 3.11")
+	}
+	if msg := strings.TrimSpace(string(out)); msg != "" {
+		missing(t, "python3 lacks "+msg, "pip install cfn-lint aws-sam-translator moto[server] boto3")
+	}
+	return p
 }
