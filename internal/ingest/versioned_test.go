@@ -133,4 +133,24 @@ func TestVersionedBucket(t *testing.T) {
 	if want := int(uploads[0].rows + uploads[1].rows); len(ids) != want || copies != 0 {
 		t.Errorf("%d records in the stream (%d copies), want %d: one per row of each version", len(ids), copies, want)
 	}
+
+	// A replay names the object by the ETag its listing gave; ingest learns the version id, so the
+	// replay's manifest and record_ids name the same version as the notification did.
+	latest := uploads[1]
+	replay, err := json.Marshal(ingest.Event{Kind: ingest.KindReplay, Bucket: g3Bucket, Key: key, ETag: latest.etag,
+		Size: int64(len(latest.body)), ReplayID: "replay-versioned"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = e.h.Handle(ctx, replay)
+	want := ingest.ManifestKey(key, latest.version, "replay-versioned")
+	if err != nil || len(res.Objects) != 1 || res.Objects[0].Outcome != ingest.OutcomeDone || res.Objects[0].Version != latest.version ||
+		res.Objects[0].Manifest != want {
+		t.Fatalf("replay of the latest version: %+v, %v; want done, version %s, manifest %s", res, err, latest.version, want)
+	}
+	ids, copies = readAll(t, ctx, e.stream)
+	if want := int(uploads[0].rows + uploads[1].rows); len(ids) != want || copies != int(latest.rows) {
+		t.Errorf("after the replay: %d distinct records, %d copies; want %d and %d (the replay repeats the version's record_ids)",
+			len(ids), copies, want, latest.rows)
+	}
 }
