@@ -77,18 +77,19 @@ lint:
 # `sam local invoke` against the deployed stack (needs sam and Docker; neither runs on the build
 # machines here). events/env.json sets the variables that `sam local` would resolve to resources that do
 # not exist (README: "Local invoke with SAM"); samconfig.toml names it too. Another event:
-# make invoke-IngestFunction EVENT=events/s3-put-gz.json
+# make invoke-IngestFunction EVENT=events/s3-put-gz.json; another env-vars file: SAM_ENV_VARS=...
+SAM_ENV_VARS ?= events/env.json
 sam-build:
 	sam build
 invoke-IngestFunction: EVENT ?= events/s3-put.json
 invoke-IngestFunction: sam-build
-	sam local invoke IngestFunction --event $(EVENT) --env-vars events/env.json
+	sam local invoke IngestFunction --event $(EVENT) --env-vars $(SAM_ENV_VARS)
 invoke-ProcessFunction: EVENT ?= events/kinesis.json
 invoke-ProcessFunction: sam-build
-	sam local invoke ProcessFunction --event $(EVENT) --env-vars events/env.json
+	sam local invoke ProcessFunction --event $(EVENT) --env-vars $(SAM_ENV_VARS)
 invoke-ReplayFunction: EVENT ?= events/replay.json
 invoke-ReplayFunction: sam-build
-	sam local invoke ReplayFunction --event $(EVENT) --env-vars events/env.json
+	sam local invoke ReplayFunction --event $(EVENT) --env-vars $(SAM_ENV_VARS)
 
 clean:
 	rm -rf bin .aws-sam .taxistream

@@ -255,20 +255,20 @@ func TestSAMLocalInvoke(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^invoke-(\w+): EVENT \?= (\S+)$`).FindAllStringSubmatch(string(mk), -1) {
 		defaults[m[1]] = m[2]
 	}
+	if m := regexp.MustCompile(`(?m)^SAM_ENV_VARS \?= (\S+)$`).FindStringSubmatch(string(mk)); m == nil || m[1] != envVars {
+		t.Errorf("Makefile: SAM_ENV_VARS defaults to %v, samconfig.toml names %s", m, envVars)
+	}
 	recipes := map[string]string{}
-	for _, m := range regexp.MustCompile(`(?m)^invoke-(\w+):.*\n\tsam local invoke (\w+) --event \$\(EVENT\) --env-vars (\S+)$`).FindAllStringSubmatch(string(mk), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^invoke-(\w+):.*\n\tsam local invoke (\w+) --event \$\(EVENT\) --env-vars \$\(SAM_ENV_VARS\)$`).FindAllStringSubmatch(string(mk), -1) {
 		if m[1] != m[2] {
 			t.Errorf("make invoke-%s invokes %s", m[1], m[2])
-		}
-		if m[3] != envVars {
-			t.Errorf("make invoke-%s uses --env-vars %s, samconfig.toml %s", m[1], m[3], envVars)
 		}
 		recipes[m[1]] = m[2]
 	}
 	for _, fn := range fns {
 		ev, ok := defaults[fn]
 		if _, hasRecipe := recipes[fn]; !ok || !hasRecipe {
-			t.Errorf("Makefile: no invoke-%s target running sam local invoke %s --event $(EVENT) --env-vars %s with a default EVENT", fn, fn, envVars)
+			t.Errorf("Makefile: no invoke-%s target running sam local invoke %s --event $(EVENT) --env-vars $(SAM_ENV_VARS) with a default EVENT", fn, fn)
 			continue
 		}
 		if got, known := eventFunction[ev]; !known {
