@@ -265,10 +265,20 @@ func TestSAMLocalInvoke(t *testing.T) {
 		}
 		recipes[m[1]] = m[2]
 	}
+	// A target for every function that has an event in events/ (a function added without one, e.g. a
+	// scheduled one, needs none).
+	hasEvent := map[string]bool{}
+	for _, fn := range eventFunction {
+		hasEvent[fn] = true
+	}
 	for _, fn := range fns {
 		ev, ok := defaults[fn]
 		if _, hasRecipe := recipes[fn]; !ok || !hasRecipe {
-			t.Errorf("Makefile: no invoke-%s target running sam local invoke %s --event $(EVENT) --env-vars $(SAM_ENV_VARS) with a default EVENT", fn, fn)
+			if hasEvent[fn] || ok || hasRecipe {
+				t.Errorf("Makefile: no invoke-%s target running sam local invoke %s --event $(EVENT) --env-vars $(SAM_ENV_VARS) with a default EVENT", fn, fn)
+			} else {
+				t.Logf("%s has no event in events/ and no invoke target", fn)
+			}
 			continue
 		}
 		if got, known := eventFunction[ev]; !known {
@@ -385,7 +395,7 @@ func checkEventAgrees(t *testing.T, name string, ev map[string]any, s *Settings,
 	case ev["prefix"] != nil: // ReplayFunction's request: it hands objects under the prefix to ingestion
 		prefix, _ := ev["prefix"].(string)
 		for _, id := range sortedKeys(anyMap(s.Functions)) {
-			if s.Functions[id].Env["INGEST_FUNCTION_NAME"] != "" {
+			if _, replays := s.Functions[id].Env["REPLAY_MAX_IN_FLIGHT"]; replays {
 				ingest := ""
 				for iid, f := range s.Functions {
 					if f.Name == s.Functions[id].Env["INGEST_FUNCTION_NAME"] {
@@ -401,7 +411,7 @@ func checkEventAgrees(t *testing.T, name string, ev map[string]any, s *Settings,
 				return id
 			}
 		}
-		fail("no function takes replay requests (INGEST_FUNCTION_NAME)")
+		fail("no function takes replay requests (REPLAY_MAX_IN_FLIGHT)")
 	default:
 		fail("not an event of any function of the stack")
 	}
