@@ -72,9 +72,9 @@ type motoDeployment struct {
 func TestMotoDeployment(t *testing.T) {
 	t.Parallel()
 	py := testenv.Python(t, motoModules...)
+	endpoint := startMoto(t, py) // starts while the translator runs
 	doc := translatedStack(t)
 	file := writeJSON(t, filepath.Join(t.TempDir(), "packaged.json"), doc)
-	endpoint := startMoto(t, py)
 	var d motoDeployment
 	samcheck(t, py, &d, "deploy", "--endpoint", endpoint, "--stack", motoStack, "--code-uri", codeURI, file)
 

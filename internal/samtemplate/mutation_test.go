@@ -1,13 +1,9 @@
 package samtemplate
 
 import (
-	"fmt"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/taxistream/taxistream/internal/testenv"
 )
 
 // catcher is what must notice a mutation of template.yaml.
@@ -86,63 +82,30 @@ var mutations = []mutation{
 
 // TestMutationsCaught applies each mutation to template.yaml alone and checks that its catcher reports
 // it: the template tests in-process, cfn-lint over all its mutations in one run, the translator over all
-// of its own in another.
+// of its own in another (toolRuns, shared with TestCfnLint and TestSAMTranslation).
 func TestMutationsCaught(t *testing.T) {
 	t.Parallel()
-	base := loadStack(t)
 	files := readStackFiles(t)
-	dir := t.TempDir()
-	type job struct {
-		m    mutation
-		doc  *Template
-		file string
+	r := toolRuns(t)
+	base := loadStack(t)
+	if len(r.jobs) != len(mutations) {
+		t.Fatalf("%d mutations prepared, %d in the table", len(r.jobs), len(mutations))
 	}
-	var jobs []job
-	var lintFiles, translateFiles []string
-	for i, m := range mutations {
-		broken := base.Clone()
-		m.change(broken.Doc)
-		if reflect.DeepEqual(broken.Doc, base.Doc) {
-			t.Errorf("mutation %q changes nothing", m.name)
-			continue
-		}
-		j := job{m: m, doc: broken}
-		switch m.by {
-		case byCfnLint:
-			j.file = writeJSON(t, filepath.Join(dir, fmt.Sprintf("lint-%02d.json", i)), broken.Doc)
-			lintFiles = append(lintFiles, j.file)
-		case byTranslator:
-			j.file = writeJSON(t, filepath.Join(dir, fmt.Sprintf("translate-%02d.json", i)), broken.Doc)
-			translateFiles = append(translateFiles, j.file)
-		}
-		jobs = append(jobs, j)
-	}
-
-	var linted map[string][]lintMatch
-	var translations map[string]translation
-	if len(lintFiles) > 0 || len(translateFiles) > 0 {
-		py := testenv.Python(t, translateModules...)
-		if len(lintFiles) > 0 {
-			samcheck(t, py, &linted, append([]string{"lint"}, lintFiles...)...)
-		}
-		if len(translateFiles) > 0 {
-			samcheck(t, py, &translations, append([]string{"translate", "--code-uri", codeURI}, translateFiles...)...)
-		}
-	}
-
-	for _, j := range jobs {
+	for _, j := range r.jobs {
 		t.Run(j.m.name, func(t *testing.T) {
+			if reflect.DeepEqual(j.doc.Doc, base.Doc) {
+				t.Fatalf("the mutation changes nothing")
+			}
 			var got []string
 			switch j.m.by {
 			case byTemplateTest:
 				got = problems(j.doc, files)
 			case byCfnLint:
-				for _, lm := range linted[j.file] {
+				for _, lm := range r.lint[j.file] {
 					got = append(got, lm.Rule+": "+lm.Message)
 				}
 			case byTranslator:
-				tr := translations[j.file]
-				if tr.Error != "" {
+				if tr := r.translations[j.file]; tr.Error != "" {
 					got = []string{tr.Error}
 				}
 			}

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,20 +36,27 @@ var (
 	motoModules      = []string{"cfnlint", "samtranslator", "moto.server", "boto3", "flask"}
 )
 
-// samcheck runs tools/python/samcheck.py with args and decodes the JSON it prints into v.
-func samcheck(t *testing.T, py string, v any, args ...string) {
-	t.Helper()
+// runSamcheck runs tools/python/samcheck.py with args and decodes the JSON it prints into v.
+func runSamcheck(py, root string, v any, args ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 	defer cancel()
-	script := filepath.Join(testenv.Root(t), "tools", "python", "samcheck.py")
-	cmd := exec.CommandContext(ctx, py, append([]string{script}, args...)...)
+	cmd := exec.CommandContext(ctx, py, append([]string{filepath.Join(root, "tools", "python", "samcheck.py")}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("samcheck.py %s: %v\n%s", args[0], err, tail(stderr.String(), 4000))
+		return fmt.Errorf("samcheck.py %s: %v\n%s", args[0], err, tail(stderr.String(), 4000))
 	}
 	if err := json.Unmarshal(stdout.Bytes(), v); err != nil {
-		t.Fatalf("samcheck.py %s printed no JSON (%v):\n%s\n%s", args[0], err, tail(stdout.String(), 2000), tail(stderr.String(), 2000))
+		return fmt.Errorf("samcheck.py %s printed no JSON (%v):\n%s\n%s", args[0], err, tail(stdout.String(), 2000), tail(stderr.String(), 2000))
+	}
+	return nil
+}
+
+// samcheck is runSamcheck failing t.
+func samcheck(t *testing.T, py string, v any, args ...string) {
+	t.Helper()
+	if err := runSamcheck(py, testenv.Root(t), v, args...); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -98,38 +106,91 @@ const (
 	codeURI    = "s3://" + codeBucket + "/" + codeKey
 )
 
-var translated struct {
-	once sync.Once
-	doc  map[string]any
-	err  string
-	skip string
+// mutationJob is one mutation of the table applied to template.yaml, and the file its tool reads.
+type mutationJob struct {
+	m    mutation
+	doc  *Template
+	file string
 }
 
-// translatedStack returns template.yaml as the SAM translator transforms it (once per test binary).
-func translatedStack(t *testing.T) map[string]any {
+// tools holds the runs of cfn-lint and the translator over template.yaml and over the mutation table,
+// made once per test binary: one cfn-lint process and one translator process, side by side (each tool
+// pays its start-up once).
+type toolResults struct {
+	once         sync.Once
+	template     string // template.yaml's path
+	jobs         []mutationJob
+	lint         map[string][]lintMatch // by file
+	translations map[string]translation // by file
+	err          error
+}
+
+var tools toolResults
+
+// toolRuns returns the tools' results (skipping, or failing under CI, where python or a module is missing).
+func toolRuns(t *testing.T) *toolResults {
 	t.Helper()
 	py := testenv.Python(t, translateModules...)
-	translated.once.Do(func() {
-		path := filepath.Join(testenv.Root(t), "template.yaml")
-		var out map[string]translation
-		samcheck(t, py, &out, "translate", "--code-uri", codeURI, path)
-		tr, ok := out[path]
-		switch {
-		case !ok:
-			translated.err = fmt.Sprintf("no translation of %s in %v", path, out)
-		case tr.Error != "":
-			translated.err = "the SAM translator rejects template.yaml: " + tr.Error
-		default:
-			translated.doc = tr.Template
+	tools.once.Do(func() {
+		root := testenv.Root(t)
+		tools.template = filepath.Join(root, "template.yaml")
+		dir, err := os.MkdirTemp("", "samtemplate-mutations-")
+		if err != nil {
+			tools.err = err
+			return
 		}
+		defer os.RemoveAll(dir)
+		base := loadStack(t)
+		lintFiles, translateFiles := []string{tools.template}, []string{tools.template}
+		for i, m := range mutations {
+			broken := base.Clone()
+			m.change(broken.Doc)
+			j := mutationJob{m: m, doc: broken}
+			switch m.by {
+			case byCfnLint:
+				j.file = writeJSON(t, filepath.Join(dir, fmt.Sprintf("lint-%02d.json", i)), broken.Doc)
+				lintFiles = append(lintFiles, j.file)
+			case byTranslator:
+				j.file = writeJSON(t, filepath.Join(dir, fmt.Sprintf("translate-%02d.json", i)), broken.Doc)
+				translateFiles = append(translateFiles, j.file)
+			}
+			tools.jobs = append(tools.jobs, j)
+		}
+		var lintErr, translateErr error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			lintErr = runSamcheck(py, root, &tools.lint, append([]string{"lint"}, lintFiles...)...)
+		}()
+		go func() {
+			defer wg.Done()
+			translateErr = runSamcheck(py, root, &tools.translations, append([]string{"translate", "--code-uri", codeURI}, translateFiles...)...)
+		}()
+		wg.Wait()
+		tools.err = errors.Join(lintErr, translateErr)
 	})
-	if translated.err != "" {
-		t.Fatal(translated.err)
+	if tools.err != nil {
+		t.Fatal(tools.err)
 	}
-	if translated.doc == nil {
-		t.Fatal("template.yaml was not translated (an earlier test failed while translating it)")
+	if tools.lint == nil || tools.translations == nil {
+		t.Fatal("the tools did not run (an earlier test failed while preparing them)")
 	}
-	return deepCopy(translated.doc).(map[string]any)
+	return &tools
+}
+
+// translatedStack returns template.yaml as the SAM translator transforms it.
+func translatedStack(t *testing.T) map[string]any {
+	t.Helper()
+	r := toolRuns(t)
+	tr, ok := r.translations[r.template]
+	switch {
+	case !ok:
+		t.Fatalf("no translation of %s", r.template)
+	case tr.Error != "":
+		t.Fatalf("the SAM translator rejects template.yaml: %s", tr.Error)
+	}
+	return deepCopy(tr.Template).(map[string]any)
 }
 
 var motoListening = regexp.MustCompile(`Running on (http://127\.0\.0\.1:\d+)`)

@@ -2,7 +2,6 @@ package samtemplate
 
 import (
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -10,21 +9,16 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/taxistream/taxistream/internal/testenv"
 )
 
 // TestCfnLint runs cfn-lint (what `sam validate --lint` runs; `make lint` too) on template.yaml: no
 // error, no warning, no informational finding.
 func TestCfnLint(t *testing.T) {
 	t.Parallel()
-	py := testenv.Python(t, lintModules...)
-	path := filepath.Join(testenv.Root(t), "template.yaml")
-	var out map[string][]lintMatch
-	samcheck(t, py, &out, "lint", path)
-	matches, ok := out[path]
+	r := toolRuns(t)
+	matches, ok := r.lint[r.template]
 	if !ok {
-		t.Fatalf("cfn-lint did not report on %s: %v", path, out)
+		t.Fatalf("cfn-lint did not report on %s", r.template)
 	}
 	for _, m := range matches {
 		t.Errorf("cfn-lint: %s", m)
