@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -133,6 +134,42 @@ func TestMetricsReservedKeys(t *testing.T) {
 		m.Property(k, "x")
 		if err := m.Write(io.Discard); err == nil {
 			t.Errorf("a property %q was written over the line's own key", k)
+		}
+	}
+}
+
+// TestEMFLevelFromLambda runs this test binary again with AWS_LAMBDA_LOG_LEVEL set, as Lambda sets it
+// from LoggingConfig, and checks that a line written with the defaults carries that level.
+func TestEMFLevelFromLambda(t *testing.T) {
+	if os.Getenv("TAXISTREAM_EMF_CHILD") == "1" {
+		m := NewMetrics("taxistream", map[string]string{"Function": "ingest"})
+		m.Add("RowsRead", Count, 1)
+		if err := m.Write(os.Stdout); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	for configured, want := range map[string]string{"ERROR": "ERROR", "WARN": "WARN", "DEBUG": "INFO", "": "INFO"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestEMFLevelFromLambda$")
+		cmd.Env = append(os.Environ(), "TAXISTREAM_EMF_CHILD=1", "AWS_LAMBDA_LOG_LEVEL="+configured)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("AWS_LAMBDA_LOG_LEVEL=%s: %v\n%s", configured, err, out)
+		}
+		var line map[string]any
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, `"_aws"`) {
+				if err := json.Unmarshal([]byte(l), &line); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		filter := configured
+		if filter == "" {
+			filter = "INFO" // Lambda's default application log level
+		}
+		if line["level"] != want || !lambdaKeeps(line, filter) {
+			t.Errorf("AWS_LAMBDA_LOG_LEVEL=%q: EMF line level %v, want %s", configured, line["level"], want)
 		}
 	}
 }
