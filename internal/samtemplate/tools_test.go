@@ -31,7 +31,6 @@ const toolTimeout = 8 * time.Minute
 
 // The modules each check needs.
 var (
-	lintModules      = []string{"cfnlint"}
 	translateModules = []string{"cfnlint", "samtranslator"}
 	motoModules      = []string{"cfnlint", "samtranslator", "moto.server", "boto3", "flask"}
 )
@@ -113,7 +112,7 @@ type mutationJob struct {
 	file string
 }
 
-// tools holds the runs of cfn-lint and the translator over template.yaml and over the mutation table,
+// toolResults holds the runs of cfn-lint and the translator over template.yaml and over the mutation table,
 // made once per test binary: one cfn-lint process and one translator process, side by side (each tool
 // pays its start-up once).
 type toolResults struct {
