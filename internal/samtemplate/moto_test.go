@@ -110,6 +110,9 @@ func TestMotoDeployment(t *testing.T) {
 		if r.Status != "CREATE_COMPLETE" {
 			t.Errorf("%s (%s): %s", r.LogicalID, r.Type, r.Status)
 		}
+		if e, ok := r.Described["describe_error"]; ok {
+			t.Errorf("%s (%s): describing it: %v", r.LogicalID, r.Type, e)
+		}
 		if _, unsupported := motoUnsupported[r.Type]; unsupported {
 			t.Logf("moto now creates %s (%s): it can leave motoUnsupported", r.Type, r.LogicalID)
 		}

@@ -213,8 +213,10 @@ def cmd_deploy(args: argparse.Namespace) -> object:
     except Exception as e:
         wait_error = str(e)
     stack = cfn.describe_stacks(StackName=args.stack)["Stacks"][0]
-    resources = cfn.list_stack_resources(StackName=args.stack)["StackResourceSummaries"]
-    events = cfn.describe_stack_events(StackName=args.stack)["StackEvents"]
+    resources = [
+        r for page in cfn.get_paginator("list_stack_resources").paginate(StackName=args.stack) for r in page["StackResourceSummaries"]
+    ]
+    events = [e for page in cfn.get_paginator("describe_stack_events").paginate(StackName=args.stack) for e in page["StackEvents"]]
     created = {r["LogicalResourceId"] for r in resources}
     supported = set(get_model_map())
     not_created = []
