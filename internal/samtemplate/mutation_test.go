@@ -82,39 +82,43 @@ var mutations = []mutation{
 
 // TestMutationsCaught applies each mutation to template.yaml alone and checks that its catcher reports
 // it: the template tests in-process, cfn-lint over all its mutations in one run, the translator over all
-// of its own in another (toolRuns, shared with TestCfnLint and TestSAMTranslation).
+// of its own in another (lintBatch and translateBatch, shared with TestCfnLint and TestSAMTranslation).
 func TestMutationsCaught(t *testing.T) {
 	t.Parallel()
 	files := readStackFiles(t)
-	r := toolRuns(t)
 	base := loadStack(t)
-	if len(r.jobs) != len(mutations) {
-		t.Fatalf("%d mutations prepared, %d in the table", len(r.jobs), len(mutations))
+	seen := map[string]bool{}
+	for _, m := range mutations {
+		if seen[m.name] {
+			t.Fatalf("two mutations are named %q", m.name)
+		}
+		seen[m.name] = true
 	}
-	for _, j := range r.jobs {
-		t.Run(j.m.name, func(t *testing.T) {
-			if reflect.DeepEqual(j.doc.Doc, base.Doc) {
+	for _, m := range mutations {
+		t.Run(m.name, func(t *testing.T) {
+			doc := mutated(base, m)
+			if reflect.DeepEqual(doc.Doc, base.Doc) {
 				t.Fatalf("the mutation changes nothing")
 			}
 			var got []string
-			switch j.m.by {
+			switch m.by {
 			case byTemplateTest:
-				got = problems(j.doc, files)
+				got = problems(doc, files)
 			case byCfnLint:
-				for _, lm := range r.lint[j.file] {
+				for _, lm := range lintResult(t, m.name) {
 					got = append(got, lm.Rule+": "+lm.Message)
 				}
 			case byTranslator:
-				if tr := r.translations[j.file]; tr.Error != "" {
+				if tr := translationOf(t, m.name); tr.Error != "" {
 					got = []string{tr.Error}
 				}
 			}
 			for _, p := range got {
-				if strings.Contains(p, j.m.want) {
+				if strings.Contains(p, m.want) {
 					return
 				}
 			}
-			t.Errorf("%s does not report %q; it reports %q", j.m.by, j.m.want, got)
+			t.Errorf("%s does not report %q; it reports %q", m.by, m.want, got)
 		})
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -105,91 +104,103 @@ const (
 	codeURI    = "s3://" + codeBucket + "/" + codeKey
 )
 
-// mutationJob is one mutation of the table applied to template.yaml, and the file its tool reads.
-type mutationJob struct {
-	m    mutation
-	doc  *Template
-	file string
+// toolBatch is one run of a samcheck.py subcommand over template.yaml and the mutations of the table
+// its tool must catch, made once per test binary (each tool pays its start-up once; the cfn-lint and
+// translator batches run side by side when the tests that need them do).
+type toolBatch struct {
+	once    sync.Once
+	results map[string]json.RawMessage // by "template.yaml" or the mutation's name
+	err     error
 }
 
-// toolResults holds the runs of cfn-lint and the translator over template.yaml and over the mutation table,
-// made once per test binary: one cfn-lint process and one translator process, side by side (each tool
-// pays its start-up once).
-type toolResults struct {
-	once         sync.Once
-	template     string // template.yaml's path
-	jobs         []mutationJob
-	lint         map[string][]lintMatch // by file
-	translations map[string]translation // by file
-	err          error
+var lintBatch, translateBatch toolBatch
+
+// mutated returns template.yaml with one mutation applied.
+func mutated(base *Template, m mutation) *Template {
+	broken := base.Clone()
+	m.change(broken.Doc)
+	return broken
 }
 
-var tools toolResults
-
-// toolRuns returns the tools' results (skipping, or failing under CI, where python or a module is missing).
-func toolRuns(t *testing.T) *toolResults {
+// get runs the batch once and returns its results (skipping, or failing under CI, where python or a
+// module is missing).
+func (b *toolBatch) get(t *testing.T, by catcher, args ...string) map[string]json.RawMessage {
 	t.Helper()
 	py := testenv.Python(t, translateModules...)
-	tools.once.Do(func() {
+	b.once.Do(func() {
 		root := testenv.Root(t)
-		tools.template = filepath.Join(root, "template.yaml")
-		dir, err := os.MkdirTemp("", "samtemplate-mutations-")
+		dir, err := os.MkdirTemp("", "samtemplate-")
 		if err != nil {
-			tools.err = err
+			b.err = err
 			return
 		}
 		defer os.RemoveAll(dir)
+		tpl := filepath.Join(root, "template.yaml")
+		label := map[string]string{tpl: "template.yaml"}
+		files := []string{tpl}
 		base := loadStack(t)
-		lintFiles, translateFiles := []string{tools.template}, []string{tools.template}
 		for i, m := range mutations {
-			broken := base.Clone()
-			m.change(broken.Doc)
-			j := mutationJob{m: m, doc: broken}
-			switch m.by {
-			case byCfnLint:
-				j.file = writeJSON(t, filepath.Join(dir, fmt.Sprintf("lint-%02d.json", i)), broken.Doc)
-				lintFiles = append(lintFiles, j.file)
-			case byTranslator:
-				j.file = writeJSON(t, filepath.Join(dir, fmt.Sprintf("translate-%02d.json", i)), broken.Doc)
-				translateFiles = append(translateFiles, j.file)
+			if m.by != by {
+				continue
 			}
-			tools.jobs = append(tools.jobs, j)
+			f := writeJSON(t, filepath.Join(dir, fmt.Sprintf("mutation-%02d.json", i)), mutated(base, m).Doc)
+			files = append(files, f)
+			label[f] = m.name
 		}
-		var lintErr, translateErr error
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			lintErr = runSamcheck(py, root, &tools.lint, append([]string{"lint"}, lintFiles...)...)
-		}()
-		go func() {
-			defer wg.Done()
-			translateErr = runSamcheck(py, root, &tools.translations, append([]string{"translate", "--code-uri", codeURI}, translateFiles...)...)
-		}()
-		wg.Wait()
-		tools.err = errors.Join(lintErr, translateErr)
+		var out map[string]json.RawMessage
+		if b.err = runSamcheck(py, root, &out, append(args, files...)...); b.err != nil {
+			return
+		}
+		b.results = map[string]json.RawMessage{}
+		for f, v := range out {
+			b.results[label[f]] = v
+		}
 	})
-	if tools.err != nil {
-		t.Fatal(tools.err)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	if tools.lint == nil || tools.translations == nil {
-		t.Fatal("the tools did not run (an earlier test failed while preparing them)")
+	if b.results == nil {
+		t.Fatal("the tool did not run (an earlier test failed while preparing it)")
 	}
-	return &tools
+	return b.results
+}
+
+// lintResult is cfn-lint's findings for template.yaml or a mutation of it.
+func lintResult(t *testing.T, label string) []lintMatch {
+	t.Helper()
+	raw, ok := lintBatch.get(t, byCfnLint, "lint")[label]
+	if !ok {
+		t.Fatalf("cfn-lint did not report on %s", label)
+	}
+	var ms []lintMatch
+	if err := json.Unmarshal(raw, &ms); err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+// translationOf is the SAM translator's answer for template.yaml or a mutation of it.
+func translationOf(t *testing.T, label string) translation {
+	t.Helper()
+	raw, ok := translateBatch.get(t, byTranslator, "translate", "--code-uri", codeURI)[label]
+	if !ok {
+		t.Fatalf("the translator did not report on %s", label)
+	}
+	var tr translation
+	if err := json.Unmarshal(raw, &tr); err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }
 
 // translatedStack returns template.yaml as the SAM translator transforms it.
 func translatedStack(t *testing.T) map[string]any {
 	t.Helper()
-	r := toolRuns(t)
-	tr, ok := r.translations[r.template]
-	switch {
-	case !ok:
-		t.Fatalf("no translation of %s", r.template)
-	case tr.Error != "":
+	tr := translationOf(t, "template.yaml")
+	if tr.Error != "" {
 		t.Fatalf("the SAM translator rejects template.yaml: %s", tr.Error)
 	}
-	return deepCopy(tr.Template).(map[string]any)
+	return tr.Template
 }
 
 var motoListening = regexp.MustCompile(`Running on (http://127\.0\.0\.1:\d+)`)

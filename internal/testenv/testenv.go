@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -107,6 +108,9 @@ func RIE(t testing.TB) string {
 	return Tool(t, "TAXISTREAM_RIE", ".tools/bin/aws-lambda-rie")
 }
 
+// pythonChecks caches, per module list, what python3 lacks ("" for nothing).
+var pythonChecks sync.Map
+
 // Python returns a python3 that can import every module named (e.g. "cfnlint", "samtranslator", "moto",
 // "boto3"), or skips (fails under CI). The template tests run the tools SAM itself uses through it.
 func Python(t testing.TB, modules ...string) string {
@@ -118,13 +122,18 @@ func Python(t testing.TB, modules ...string) string {
 	if len(modules) == 0 {
 		return p
 	}
-	// find_spec locates a module without running it (importing moto whole takes seconds).
-	src := "import importlib.util, sys\nbad = []\nfor m in sys.argv[1:]:\n    try:\n        ok = importlib.util.find_spec(m) is not None\n    except Exception:\n        ok = False\n    if not ok:\n        bad.append(m)\nprint(', '.join(bad))\n"
-	out, err := exec.Command(p, append([]string{"-c", src}, modules...)...).Output()
-	if err != nil {
-		missing(t, "python3 could not check its modules: "+err.Error(), "install Python 3.11")
+	key := p + "\x00" + strings.Join(modules, ",")
+	lack, ok := pythonChecks.Load(key)
+	if !ok {
+		// find_spec locates a module without running it (importing moto whole takes seconds).
+		src := "import importlib.util, sys\nbad = []\nfor m in sys.argv[1:]:\n    try:\n        ok = importlib.util.find_spec(m) is not None\n    except Exception:\n        ok = False\n    if not ok:\n        bad.append(m)\nprint(', '.join(bad))\n"
+		out, err := exec.Command(p, append([]string{"-c", src}, modules...)...).Output()
+		if err != nil {
+			missing(t, "python3 could not check its modules: "+err.Error(), "install Python 3.11")
+		}
+		lack, _ = pythonChecks.LoadOrStore(key, strings.TrimSpace(string(out)))
 	}
-	if msg := strings.TrimSpace(string(out)); msg != "" {
+	if msg := lack.(string); msg != "" {
 		missing(t, "python3 lacks "+msg, "pip install cfn-lint aws-sam-translator moto[server] boto3")
 	}
 	return p
