@@ -108,16 +108,26 @@ func RIE(t testing.TB) string {
 	return Tool(t, "TAXISTREAM_RIE", ".tools/bin/aws-lambda-rie")
 }
 
+// AWSCLI returns the AWS CLI (`aws` on PATH), or skips (fails under CI).
+func AWSCLI(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("aws")
+	if err != nil {
+		missing(t, "the AWS CLI (aws) is not on PATH", "pip install awscli, or apt-get install awscli")
+	}
+	return p
+}
+
 // pythonChecks caches, per module list, what python3 lacks ("" for nothing).
 var pythonChecks sync.Map
 
-// Python returns a python3 that can import every module named (e.g. "cfnlint", "samtranslator", "moto",
-// "boto3"), or skips (fails under CI). The template tests run the tools SAM itself uses through it.
+// Python returns a python3 that can import every module named (e.g. "boto3", "cfnlint", "samtranslator",
+// "moto.server"), or skips (fails under CI). The template tests run the tools SAM itself uses through it.
 func Python(t testing.TB, modules ...string) string {
 	t.Helper()
 	p, err := exec.LookPath("python3")
 	if err != nil {
-		missing(t, "python3 is not on PATH", "install Python 3.11 with cfn-lint, aws-sam-translator, moto and boto3")
+		missing(t, "python3 is not on PATH", "install Python 3.11 (the template tests also need cfn-lint, aws-sam-translator, moto and boto3)")
 	}
 	if len(modules) == 0 {
 		return p
@@ -134,7 +144,7 @@ func Python(t testing.TB, modules ...string) string {
 		lack, _ = pythonChecks.LoadOrStore(key, strings.TrimSpace(string(out)))
 	}
 	if msg := lack.(string); msg != "" {
-		missing(t, "python3 lacks "+msg, "pip install cfn-lint aws-sam-translator moto[server] boto3")
+		missing(t, "python3 lacks "+msg, "pip install the packages providing them (cfnlint: cfn-lint, samtranslator: aws-sam-translator, moto.server: moto[server], boto3)")
 	}
 	return p
 }
