@@ -297,22 +297,18 @@ func TestBootstrapUnderRIE(t *testing.T) {
 		if keys := listKeys(t, ctx, fake, process.ZoneStatsPrefix); !slices.Equal(keys, []string{statsKey}) {
 			t.Fatalf("zone stats objects %v, want [%s]", keys, statsKey)
 		}
-		var stats []process.ZoneStat
-		dec := json.NewDecoder(bytes.NewReader(fake.Get(t, bucket, statsKey)))
-		for dec.More() {
-			var s process.ZoneStat
-			if err := dec.Decode(&s); err != nil {
-				t.Fatalf("decoding %s: %v", statsKey, err)
-			}
-			stats = append(stats, s)
+		body := fake.Get(t, bucket, statsKey)
+		stats, err := parquet.Read[process.ZoneStat](bytes.NewReader(body), int64(len(body)))
+		if err != nil {
+			t.Fatalf("reading %s: %v", statsKey, err)
 		}
 		if len(stats) != len(trips) {
-			t.Fatalf("%d zone stat lines, want %d", len(stats), len(trips))
+			t.Fatalf("%d zone stat rows, want %d", len(stats), len(trips))
 		}
 		for _, s := range stats {
 			want := trips[strconv.Itoa(int(s.PULocationID))+":y"]
-			if s.Trips != want || s.TaxiType != "yellow" || s.ShardID != shard || !s.WindowStart.Equal(windowEv.Window.Start.Time) ||
-				!s.WindowEnd.Equal(windowEv.Window.End.Time) || s.Borough == "" || s.Zone == "" {
+			if s.Trips != want || s.TaxiType != "yellow" || s.ShardID != shard ||
+				!s.WindowEnd.Equal(windowEv.Window.End.Time) || s.Borough == nil || s.Zone == nil {
 				t.Errorf("zone stat %+v: want %d yellow trips of %s in the event's window with zone names", s, want, shard)
 			}
 		}
