@@ -200,6 +200,11 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return err
 		}
 	}
+	report, err := writeRunReport(context.WithoutCancel(ctx), cloud, lf.dir, &sum)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "report: %s\n", report)
 	if !sum.Reconciled {
 		return errors.New("not every row is accounted for (see the reconciliation above)")
 	}

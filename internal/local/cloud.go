@@ -85,6 +85,7 @@ type Cloud struct {
 	ESM      *esm.ESM           // nil when ProcessFunction has no Kinesis event
 	Lambda   *locallambda.Runtime
 	Trigger  *trigger.Trigger
+	Timeline *Timeline // what the services did, per second and per call (timeline.go)
 
 	dir          string
 	pollInterval time.Duration
@@ -161,15 +162,16 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	if shards == 0 {
 		shards = 1 // ON_DEMAND starts with a few shards on AWS; one is enough locally
 	}
+	c.startTimeline(opts, shards)
 	if c.Stream, err = stream.New(stream.Config{
 		Name: s.Stream.Name, Region: s.Region, ShardCount: shards, RetentionHours: s.Stream.RetentionHours,
-		LimitsOff: opts.LimitsOff, Faults: opts.Faults,
+		LimitsOff: opts.LimitsOff, Faults: opts.Faults, Observer: c.Timeline,
 	}); err != nil {
 		return fmt.Errorf("creating the local stream: %w", err)
 	}
 	c.Lambda = locallambda.New(locallambda.Config{
 		Region: s.Region, AccountID: s.AccountID, RetryDelays: opts.AsyncRetryDelays,
-		Logger: slog.New(slog.NewJSONHandler(c.logs, nil)),
+		Logger: slog.New(slog.NewJSONHandler(c.logs, nil)), Observer: c.Timeline.observeInvocation,
 	})
 	if err := c.registerFunctions(ctx, opts); err != nil {
 		return err
@@ -196,6 +198,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 			OnFailure:    c.onFailure("esm"),
 			PollInterval: opts.PollInterval,
 			Logger:       slog.New(slog.NewJSONHandler(c.logs, nil)),
+			Observer:     c.Timeline.observeBatch,
 		}, c.Stream); err != nil {
 			return fmt.Errorf("creating the local event source mapping: %w", err)
 		}
@@ -528,9 +531,9 @@ func (c *Cloud) Close() error {
 	if c.Lambda != nil {
 		c.Lambda.Close()
 	}
-	var err error
+	err := c.saveTimelineOnClose()
 	if c.Bucket != nil {
-		err = c.Bucket.Close()
+		err = errors.Join(err, c.Bucket.Close())
 	}
 	if c.logFile != nil {
 		c.logFile.Close()
