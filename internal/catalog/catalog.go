@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sort"
 	"strings"
 	"time"
 
@@ -256,14 +255,4 @@ func jsonGlueType(t reflect.Type) (string, error) {
 		return "struct<" + strings.Join(parts, ",") + ">", nil
 	}
 	return "", fmt.Errorf("type %s is not mapped", t)
-}
-
-// sortedKeys returns the keys of m, sorted.
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -18,8 +18,6 @@ import (
 
 var printYAML = flag.Bool("yaml", false, "print the Columns blocks template.yaml should have")
 
-const testBucket = "taxistream-000000000000-us-east-1"
-
 func loadTables(t *testing.T) map[string]Table {
 	t.Helper()
 	tpl, err := samtemplate.Load(filepath.Join(testenv.Root(t), "template.yaml"))

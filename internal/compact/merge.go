@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -70,9 +69,7 @@ type mergeConfig struct {
 
 // mergeStats counts what a merge did.
 type mergeStats struct {
-	rowsIn     int64 // rows read from the sources
-	rowsOut    int64 // rows written
-	duplicates int64 // rows dropped because their record_id was already written
+	duplicates int64 // rows dropped in intermediate passes because their record_id was already written
 	runs       int   // sorted runs of the first phase
 	passes     int   // merge passes (1 when the runs fit one fan-in)
 }
@@ -193,13 +190,13 @@ func (s *sorter) flush() error {
 	}
 	name := f.Name()
 	s.runs = append(s.runs, name)
-	opts := []parquet.WriterOption{tripSchema, parquet.Compression(&snappyCodec), parquet.PageBufferSize(runPageBytes), parquet.DataPageStatistics(false)}
+	opts := []parquet.WriterOption{parquet.Compression(&snappyCodec), parquet.PageBufferSize(runPageBytes), parquet.DataPageStatistics(false)}
 	if s.buf.Size() >= pagesOnDiskBytes {
 		// A large run's compressed pages wait on disk until the row group is written (a temporary file
 		// per column): the in-memory buffer is the only large allocation.
 		opts = append(opts, parquet.ColumnPageBuffers(parquet.NewFileBufferPool(s.cfg.tempDir, "pages-*")))
 	}
-	w := parquet.NewWriter(f, opts...)
+	w := parquet.NewGenericWriter[process.TripRow](f, opts...)
 	if _, err := w.WriteRowGroup(s.buf); err != nil {
 		f.Close()
 		return fmt.Errorf("writing run %s: %w", name, err)
@@ -478,7 +475,7 @@ func columnIndex(name string) int {
 // runSink writes merged rows into a new run file (intermediate merge passes).
 type runSink struct {
 	f *os.File
-	w *parquet.Writer
+	w *parquet.GenericWriter[process.TripRow]
 }
 
 func newRunSink(dir string) (*runSink, error) {
@@ -486,7 +483,7 @@ func newRunSink(dir string) (*runSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating a run file: %w", err)
 	}
-	return &runSink{f: f, w: parquet.NewWriter(f, tripSchema, parquet.Compression(&snappyCodec),
+	return &runSink{f: f, w: parquet.NewGenericWriter[process.TripRow](f, parquet.Compression(&snappyCodec),
 		parquet.PageBufferSize(runPageBytes), parquet.DataPageStatistics(false),
 		parquet.ColumnPageBuffers(parquet.NewFileBufferPool(dir, "pages-*")))}, nil
 }
@@ -699,11 +696,3 @@ func (s *fileSink) finish() error {
 // pagesOnDiskBytes is the expected output file size from which a row group's pages are buffered on
 // disk rather than in memory.
 const pagesOnDiskBytes = 16 << 20
-
-// cleanDir removes the merge's temporary files.
-func cleanDir(dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		os.RemoveAll(filepath.Join(dir, e.Name()))
-	}
-}
