@@ -245,3 +245,30 @@ func TestOlderSchemaSourcesConvert(t *testing.T) {
 		t.Errorf("the old row after compaction (-want +got):\n%s", diff)
 	}
 }
+
+// TestRowsWithoutRecordIDAreKept: rows of files without a record_id (converted to "") are never taken
+// for duplicates, even with the same pickup time.
+func TestRowsWithoutRecordIDAreKept(t *testing.T) {
+	b := newTestBucket(t)
+	const d = "2019-07-02"
+	type noID struct {
+		TaxiType       string    `parquet:"taxi_type"`
+		PickupDatetime time.Time `parquet:"pickup_datetime,timestamp(microsecond:utc)"`
+	}
+	at := time.Date(2019, 7, 2, 16, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		var buf bytes.Buffer
+		w := parquet.NewGenericWriter[noID](&buf)
+		if _, err := w.Write([]noID{{"green", at}, {"green", at}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		put(t, b, fmt.Sprintf("%sold-%d.parquet", PartitionPrefix(d), i), buf.Bytes())
+	}
+	res, err := newCompactor(t, b, Options{}).Run(context.Background(), Request{})
+	if err != nil || len(res.Errors) > 0 || res.RowsOut != 6 || res.Duplicates != 0 {
+		t.Fatalf("%v %+v: want the 6 rows kept", err, res)
+	}
+}

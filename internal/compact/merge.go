@@ -426,7 +426,8 @@ func mergeInto(ctx context.Context, runs []string, exclusions []*cursor, sink ro
 		c := h.cs[0]
 		p, id := c.key(pick, rid)
 		switch {
-		case have && p == lastPick && bytes.Equal(id, lastID):
+		case have && len(id) > 0 && p == lastPick && bytes.Equal(id, lastID):
+			// A row without a record_id (a file from before the record contract) is never a duplicate.
 			if !c.exclude {
 				dropped++
 			}
