@@ -414,7 +414,7 @@ func BenchmarkLocateUniform(b *testing.B) {
 }
 
 // samplePoints reads the coordinates of ../shared/data/tlc/samples/yellow_tripdata_2015-01_head.csv.
-func samplePoints(b *testing.B) [][2]float64 {
+func samplePoints(b testing.TB) [][2]float64 {
 	b.Helper()
 	raw, err := os.ReadFile(filepath.Join(testenv.TLCDir(b), "samples", "yellow_tripdata_2015-01_head.csv"))
 	if err != nil {
