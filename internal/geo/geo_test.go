@@ -211,7 +211,7 @@ func TestLonLatGridMatchesProjection(t *testing.T) {
 	}
 	l := m.ll
 	for range 50000 {
-		check(l.lon0+rng.Float64()*float64(l.nx)/l.invW, l.lat0+rng.Float64()*float64(l.ny)/l.invH)
+		check(l.lon0+rng.Float64()*float64(l.nbx)/l.invBW, l.lat0+rng.Float64()*float64(l.nby)/l.invBH)
 	}
 	for range 20000 {
 		z := m.rings[rng.IntN(len(m.rings))]
@@ -220,11 +220,19 @@ func TestLonLatGridMatchesProjection(t *testing.T) {
 		lon, lat := m.proj.inverse(r[k], r[k+1])
 		check(lon+(rng.Float64()-0.5)*1e-5, lat+(rng.Float64()-0.5)*1e-5) // within a metre
 	}
-	for range 20000 {
-		i, j := rng.IntN(l.nx), rng.IntN(l.ny)
-		check(l.lon0+float64(i)/l.invW, l.lat0+float64(j)/l.invH)
+	for range 50000 { // within 0.7 ft of an edge: around the margin of the leaves' boxes
+		z := m.rings[rng.IntN(len(m.rings))]
+		r := z[rng.IntN(len(z))]
+		k := 2 * rng.IntN(len(r)/2-1)
+		f := rng.Float64()
+		x, y := r[k]+f*(r[k+2]-r[k])+(rng.Float64()-0.5)*1.4, r[k+1]+f*(r[k+3]-r[k+1])+(rng.Float64()-0.5)*1.4
+		check(m.proj.inverse(x, y))
 	}
-	t.Logf("%d of 90,000 lookups answered without projecting", direct)
+	for range 20000 { // leaf corners
+		i, j := rng.IntN(l.nbx*llLeaf), rng.IntN(l.nby*llLeaf)
+		check(l.lon0+float64(i)/llLeaf/l.invBW, l.lat0+float64(j)/llLeaf/l.invBH)
+	}
+	t.Logf("%d of 140,000 lookups answered without projecting", direct)
 }
 
 // TestGeoJSONOfShapefileAgrees writes the official shapes as a WGS 84 GeoJSON FeatureCollection
