@@ -65,6 +65,9 @@ type Config struct {
 	StreamName string // name or
 	StreamARN  string // ARN (either)
 	Aggregate  bool   // KPL aggregation (default on in every caller)
+	// Routing assigns Kinesis records to shards: RouteByKey (the zero value, Kinesis's own rule) or
+	// RouteBalanced.
+	Routing Routing
 	// Per-shard pacing; zero means the Kinesis write limit (1 MiB/s, 1,000 records/s).
 	ShardBytesPerSecond   float64
 	ShardRecordsPerSecond float64
@@ -84,6 +87,44 @@ type Config struct {
 	Sleep  func(ctx context.Context, d time.Duration) error
 	Rand   func() float64
 	Logger *slog.Logger // default: discard
+}
+
+// Routing is how Kinesis records are assigned to shards.
+type Routing int
+
+const (
+	// RouteByKey sends each record to the shard its partition key hashes to (Kinesis's own rule), with
+	// one open KPL aggregate per predicted shard: records with the same key stay on one shard, in order,
+	// and a skewed key (most trips start in a few zones) loads the shards unevenly, so the stream's
+	// throughput is the hottest shard's limit divided by its share.
+	RouteByKey Routing = iota
+	// RouteBalanced fills KPL aggregates with records of any key and hands each sealed Kinesis record
+	// to whichever shard's pacing has room for it next, with an ExplicitHashKey in that shard's hash
+	// range: every shard runs at its limit whatever the skew of the keys. Each user record keeps its own
+	// partition key in the aggregate's table (de-aggregation gives it back), but records with the same
+	// key may land on different shards, so there is no per-key order.
+	RouteBalanced
+)
+
+func (r Routing) String() string {
+	switch r {
+	case RouteByKey:
+		return "key"
+	case RouteBalanced:
+		return "balanced"
+	}
+	return fmt.Sprintf("Routing(%d)", int(r))
+}
+
+// ParseRouting reads "key" or "balanced".
+func ParseRouting(s string) (Routing, error) {
+	switch s {
+	case "key":
+		return RouteByKey, nil
+	case "balanced":
+		return RouteBalanced, nil
+	}
+	return 0, fmt.Errorf("unknown shard routing %q (want balanced or key)", s)
 }
 
 func (c Config) stream() string {
@@ -139,12 +180,15 @@ type Producer struct {
 	rand        func() float64
 	log         *slog.Logger
 
-	shards     *shardMap
-	stale      bool
-	states     map[string]*shardState
-	order      []string // round-robin order of states
-	next       int      // round-robin start
-	buffered   int      // bytes held (user records, data + key)
+	shards *shardMap
+	stale  bool
+	states map[string]*shardState
+	order  []string // round-robin order of states
+	// pool holds RouteBalanced's open aggregate and the sealed records no shard has taken yet (its id
+	// is ""; it has no pacing of its own).
+	pool       shardState
+	next       int // round-robin start
+	buffered   int // bytes held (user records, data + key)
 	readyCount int
 	readyBytes int
 	failures   []Failure
@@ -155,6 +199,12 @@ type Producer struct {
 func New(ctx context.Context, c Client, cfg Config) (*Producer, error) {
 	if cfg.StreamName == "" && cfg.StreamARN == "" {
 		return nil, errors.New("new producer: no stream name or ARN")
+	}
+	if cfg.Routing != RouteByKey && cfg.Routing != RouteBalanced {
+		return nil, fmt.Errorf("new producer: %v", cfg.Routing)
+	}
+	if cfg.Ordered && cfg.Routing == RouteBalanced {
+		return nil, errors.New("new producer: Ordered needs RouteByKey (balanced routing keeps no per-key order)")
 	}
 	p := &Producer{c: c, cfg: cfg, states: map[string]*shardState{}}
 	p.now, p.sleep, p.rand, p.log = cfg.Now, cfg.Sleep, cfg.Rand, cfg.Logger
@@ -209,6 +259,9 @@ func New(ctx context.Context, c Client, cfg Config) (*Producer, error) {
 	p.aggMax = min(p.aggMax, p.maxRecord)
 
 	if p.shards, err = listOpenShards(ctx, c, cfg); err != nil {
+		return nil, err
+	}
+	if err := p.openStates(); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -286,8 +339,7 @@ func (p *Producer) fail(u userRec, err error, reason string) {
 // failPending turns everything buffered into failures (after an error ends a Flush).
 func (p *Producer) failPending(err error) {
 	p.sealAll()
-	for _, id := range p.order {
-		s := p.states[id]
+	for _, s := range p.queues() {
 		for _, r := range s.ready {
 			for _, u := range r.users {
 				p.fail(u, err, "not written: "+err.Error())

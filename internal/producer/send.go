@@ -38,19 +38,20 @@ func (p *Producer) sendOne(ctx context.Context) error {
 	}
 }
 
-// build takes records for one request from the shard queues, round robin from p.next. A request
-// goes when at least one shard may send a whole batch (see batchReadyAt); it then also takes from
-// every other shard what its pacing allows at once, so that shards share requests. When nothing may
-// be sent now it returns the earliest time something may.
+// build takes records for one request from the shard queues (RouteBalanced: every shard from the
+// pool), round robin from p.next. A request goes when at least one shard may send a whole batch (see
+// batchReadyAt); it then also takes from every other shard what its pacing allows at once, so that
+// shards share requests. When nothing may be sent now it returns the earliest time something may.
 func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 	n := len(p.order)
 	due := false
 	for _, id := range p.order {
 		s := p.states[id]
-		if len(s.ready) == 0 {
+		q := p.queueOf(s)
+		if len(*q) == 0 {
 			continue
 		}
-		at := p.batchReadyAt(s, now)
+		at := p.batchReadyAt(s, *q, now)
 		if s.notBefore.After(at) {
 			at = s.notBefore
 		}
@@ -66,12 +67,13 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 	bytes := 0
 	for k := 0; k < n && len(req) < MaxRecordsPerRequest; k++ {
 		s := p.states[p.order[(p.next+k)%n]]
-		if len(s.ready) == 0 || now.Before(s.notBefore) {
+		q := p.queueOf(s)
+		if len(*q) == 0 || now.Before(s.notBefore) {
 			continue
 		}
 		taken, takenBytes := 0, 0.0
-		for len(s.ready) > 0 && len(req) < MaxRecordsPerRequest {
-			r := s.ready[0]
+		for len(*q) > 0 && len(req) < MaxRecordsPerRequest {
+			r := (*q)[0]
 			size := float64(r.size())
 			if bytes+r.size() > MaxRequestBytes || (taken > 0 && !p.inBatch(taken, takenBytes, size)) {
 				break
@@ -83,7 +85,8 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 			s.bytes.take(now, size)
 			s.records.take(now, 1)
 			s.written.take(1, size)
-			s.ready = s.ready[1:]
+			*q = (*q)[1:]
+			r.shard = s.id
 			p.readyCount--
 			p.readyBytes -= r.size()
 			bytes += r.size()
@@ -96,6 +99,14 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 		p.next = (p.next + 1) % n
 	}
 	return req, wake
+}
+
+// queueOf returns the queue shard s sends from: its own, or with RouteBalanced the pool.
+func (p *Producer) queueOf(s *shardState) *[]*kRecord {
+	if p.cfg.Routing == RouteBalanced {
+		return &p.pool.ready
+	}
+	return &s.ready
 }
 
 // A shard's batch is the records at the head of its queue within batchFraction of its limits (at
@@ -111,11 +122,11 @@ func (p *Producer) inBatch(records int, bytes, size float64) bool {
 		bytes+size <= MaxRequestBytes
 }
 
-// batchReadyAt returns when shard s may send its next batch.
-func (p *Producer) batchReadyAt(s *shardState, now time.Time) time.Time {
+// batchReadyAt returns when shard s may send its next batch from queue q.
+func (p *Producer) batchReadyAt(s *shardState, q []*kRecord, now time.Time) time.Time {
 	var records int
 	var bytes float64
-	for _, r := range s.ready {
+	for _, r := range q {
 		size := float64(r.size())
 		if records > 0 && !p.inBatch(records, bytes, size) {
 			break
@@ -140,8 +151,17 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
-// requeue puts records back at the front of their shards' queues, keeping their order.
+// requeue puts records back at the front of their shards' queues (RouteBalanced: of the pool, for
+// any shard to take), keeping their order.
 func (p *Producer) requeue(recs []*kRecord) {
+	if p.cfg.Routing == RouteBalanced {
+		for _, r := range recs {
+			p.readyCount++
+			p.readyBytes += r.size()
+		}
+		p.pool.ready = append(append([]*kRecord(nil), recs...), p.pool.ready...)
+		return
+	}
 	byShard := map[string][]*kRecord{}
 	var ids []string
 	for _, r := range recs {
@@ -208,6 +228,11 @@ func (p *Producer) send(ctx context.Context, req []*kRecord) error {
 	}
 	for i, r := range req {
 		in.Records[i] = types.PutRecordsRequestEntry{Data: r.data, PartitionKey: aws.String(r.pk)}
+		if p.cfg.Routing == RouteBalanced {
+			if ehk := p.shards.explicitHashKey(r.shard); ehk != "" {
+				in.Records[i].ExplicitHashKey = aws.String(ehk)
+			}
+		}
 	}
 	p.stats.Requests++
 	out, err := p.c.PutRecords(ctx, in, putOptions)
