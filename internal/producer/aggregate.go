@@ -45,12 +45,14 @@ type shardState struct {
 	notBefore time.Time
 	throttles int
 	failures  int
+	// taken counts the bytes this shard has taken for requests (RouteBalanced picks the least).
+	taken int64
 }
 
 // pacing is the part of a shardState that outlives a shard map refresh.
 func (s *shardState) pacing() *shardState {
 	return &shardState{id: s.id, bytes: s.bytes, records: s.records, written: s.written,
-		notBefore: s.notBefore, throttles: s.throttles, failures: s.failures}
+		notBefore: s.notBefore, throttles: s.throttles, failures: s.failures, taken: s.taken}
 }
 
 func (p *Producer) state(id string) *shardState {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -358,5 +359,68 @@ func TestNodeDeaggregatesBalanced(t *testing.T) {
 	}
 	if mixed == 0 {
 		t.Error("no aggregate mixed partition keys: the test does not exercise per-record keys")
+	}
+}
+
+// TestBalancedUnpaced: without pacing (a stream without limits) each request is split evenly across
+// the shards, so they still get equal parts.
+func TestBalancedUnpaced(t *testing.T) {
+	s := newFakeStream(t, 3)
+	p, _ := newTestProducer(t, s.client(), Config{Aggregate: true, Routing: RouteBalanced, ShardBytesPerSecond: 1e15, ShardRecordsPerSecond: 1e15})
+	for i := range 30_000 {
+		if err := p.Put(t.Context(), Entry{Data: rowData(i, 400), PartitionKey: skewedKey(i), Tag: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f, err := p.Flush(t.Context()); err != nil || len(f) != 0 {
+		t.Fatalf("Flush: %v %v", f, err)
+	}
+	checkSkewedDelivered(t, s, 30_000)
+	bytes := map[string]int{}
+	total := 0
+	for _, r := range s.records {
+		bytes[r.shard] += len(r.data) + len(r.pk)
+		total += len(r.data) + len(r.pk)
+	}
+	for id, b := range bytes {
+		if share := float64(b) / float64(total); share < 0.3 || share > 0.37 {
+			t.Errorf("shard %s got %.1f %% of the bytes, want a third", id, 100*share)
+		}
+	}
+	if len(s.calls) > 5 {
+		t.Logf("%d calls", len(s.calls))
+	}
+}
+
+// TestPacingLateWakeups: on a loaded machine a producer's sleeps end late. With every wake-up 0–100 ms
+// late (simulated clock), a balanced producer still writes four shards' worth within 5 % of the
+// uniform bound, and nothing is throttled.
+func TestPacingLateWakeups(t *testing.T) {
+	s := newFakeStream(t, 4)
+	clock := newFakeClock()
+	r := rand.New(rand.NewPCG(1, 2))
+	start := clock.Now()
+	p, err := New(t.Context(), s.client(), Config{StreamName: "x", Aggregate: true, Routing: RouteBalanced, Now: clock.Now,
+		Rand: func() float64 { return 0.5 },
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			return clock.Sleep(ctx, d+time.Duration(r.Float64()*float64(100*time.Millisecond)))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60_000 {
+		if err := p.Put(t.Context(), Entry{Data: rowData(i, 400), PartitionKey: skewedKey(i), Tag: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f, err := p.Flush(t.Context()); err != nil || len(f) != 0 {
+		t.Fatalf("Flush: %v %v", f, err)
+	}
+	checkSkewedDelivered(t, s, 60_000)
+	st := p.Stats()
+	bound := time.Duration(float64(st.Bytes) / (4 * ShardBytesPerSecond) * float64(time.Second))
+	took := clock.Now().Sub(start)
+	if took > bound*105/100 || st.Throttled != 0 {
+		t.Errorf("took %v of stream time for a bound of %v (%+.1f %%), %d throttled", took, bound, 100*(float64(took)/float64(bound)-1), st.Throttled)
 	}
 }

@@ -4,9 +4,11 @@ package producer
 // call, and what a response or a request error does to each record (stored, retried, failed).
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -65,8 +67,29 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 		return nil, wake
 	}
 	bytes := 0
+	// RouteBalanced: a shard takes at most its share of a request (of what is ready, up to a
+	// request's limits), so that when pacing allows more (a stream without limits) the shards still
+	// get equal parts.
+	shareRecords, shareBytes := float64(MaxRecordsPerRequest), float64(MaxRequestBytes)
+	if p.cfg.Routing == RouteBalanced && n > 0 {
+		shareRecords = float64(min(MaxRecordsPerRequest, p.readyCount)) / float64(n)
+		shareBytes = float64(min(MaxRequestBytes, p.readyBytes)) / float64(n)
+	}
+	order := p.order
+	if p.cfg.Routing == RouteBalanced {
+		// Least loaded first: the shard that has taken the fewest bytes so far (ties in round-robin order).
+		order = make([]string, n)
+		for k := range n {
+			order[k] = p.order[(p.next+k)%n]
+		}
+		slices.SortStableFunc(order, func(a, b string) int { return cmp.Compare(p.states[a].taken, p.states[b].taken) })
+	}
 	for k := 0; k < n && len(req) < MaxRecordsPerRequest; k++ {
-		s := p.states[p.order[(p.next+k)%n]]
+		id := order[k]
+		if p.cfg.Routing != RouteBalanced {
+			id = p.order[(p.next+k)%n]
+		}
+		s := p.states[id]
 		q := p.queueOf(s)
 		if len(*q) == 0 || now.Before(s.notBefore) {
 			continue
@@ -78,6 +101,9 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 			if bytes+r.size() > MaxRequestBytes || (taken > 0 && !p.inBatch(taken, takenBytes, size)) {
 				break
 			}
+			if taken > 0 && (float64(taken+1) > shareRecords || takenBytes+size > shareBytes) {
+				break
+			}
 			if s.bytes.readyAt(now, size).After(now) || s.records.readyAt(now, 1).After(now) ||
 				s.written.readyAt(now, 1, size).After(now) {
 				break
@@ -87,6 +113,7 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 			s.written.take(1, size)
 			*q = (*q)[1:]
 			r.shard = s.id
+			s.taken += int64(r.size())
 			p.readyCount--
 			p.readyBytes -= r.size()
 			bytes += r.size()

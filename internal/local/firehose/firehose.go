@@ -23,7 +23,6 @@ package firehose
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -38,6 +37,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/taxistream/taxistream/internal/kpl"
 )
