@@ -53,7 +53,7 @@ type IngestRun struct {
 	RecordsSent    int64   `json:"records_sent"`
 	Rejected       int64   `json:"rejected"`
 	KinesisRecords int64   `json:"kinesis_records"`
-	KinesisBytes   int64   `json:"kinesis_bytes"` // data + keys of the Kinesis records written
+	KinesisBytes   int64   `json:"kinesis_bytes"`     // data + keys of the Kinesis records written
 	KinesisMiBps   float64 `json:"kinesis_mib_per_s"` // data + keys written per second: the shards' worth one invocation feeds
 	Wall           float64 `json:"wall_s"`
 	CPU            float64 `json:"cpu_s"`
