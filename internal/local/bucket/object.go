@@ -215,7 +215,7 @@ func (b *Bucket) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 		Size:        size,
 		ContentType: ct,
 		Metadata:    lowerKeys(in.Metadata),
-	}, in.IfMatch, in.IfNoneMatch, EventPut, *in.Key)
+	}, in.IfMatch, in.IfNoneMatch, eventOf(ctx), *in.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +258,7 @@ func (b *Bucket) spool(ctx context.Context, p string, r io.Reader) (*upload, err
 	for try := 0; ; try++ {
 		root, done, err := b.folder(dir, true)
 		if err != nil {
-			return nil, fmt.Errorf("a parent of the key is an object, which a folder on disk cannot hold: %w", err)
+			return nil, fmt.Errorf("%w: a parent of the key is an object, which a folder on disk cannot hold: %w", ErrKeyConflict, err)
 		}
 		f, u.name, err = tempFile(root)
 		if err == nil {
@@ -340,7 +340,7 @@ func (b *Bucket) commit(op, p string, u *upload, m meta, ifMatch, ifNoneMatch *s
 	}
 	if err := u.root.Rename(u.name, path.Base(p)); err != nil {
 		u.root.Remove(u.name)
-		return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: the key is also a prefix of other keys, which a folder on disk cannot hold: %w", b.name, key, err)
+		return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: %w: the key is also a prefix of other keys, which a folder on disk cannot hold: %w", b.name, key, ErrKeyConflict, err)
 	}
 	now := b.now()
 	m.MTimeNS = u.mtime
