@@ -206,7 +206,7 @@ func childLocalRun(ctx context.Context, args []string) (childResult, error) {
 	limitsOff := fs.Bool("limits-off", false, "limits off")
 	file := fs.String("file", "", "file to put into raw/")
 	demoRows := fs.Int64("demo-rows", 0, "rows of demo files to put into raw/ (instead of -file)")
-	profile := fs.String("cpuprofile", "", "write a CPU profile of the pipeline (until drained) to this file")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the pipeline (until drained) to this file, and of the summary to FILE.summary")
 	if err := fs.Parse(args); err != nil {
 		return childResult{}, err
 	}
@@ -280,6 +280,14 @@ func childLocalRun(ctx context.Context, args []string) (childResult, error) {
 	drained, cpuDrained := time.Since(start), cpuNow()
 	if *profile != "" {
 		pprof.StopCPUProfile()
+		pf, err := os.Create(*profile + ".summary")
+		if err != nil {
+			return childResult{}, err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return childResult{}, err
+		}
 	}
 	last, err := newestOutput(cloud.Bucket.Dir())
 	if err != nil {
@@ -290,6 +298,9 @@ func childLocalRun(ctx context.Context, args []string) (childResult, error) {
 		return childResult{}, fmt.Errorf("summarizing: %w", err)
 	}
 	summary, cpuSum := time.Since(start)-drained, cpuNow()
+	if *profile != "" {
+		pprof.StopCPUProfile()
+	}
 
 	lr.Rows, lr.Sent, lr.Rejected, lr.Reconciled, lr.Objects = sum.RowsRead, sum.RecordsSent, sum.Rejected, sum.Reconciled, sum.Objects
 	lr.Pipeline, lr.Drained, lr.Summary = last.Sub(start).Seconds(), drained.Seconds(), summary.Seconds()
