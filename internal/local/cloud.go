@@ -173,7 +173,11 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	}
 	c.Lambda = locallambda.New(locallambda.Config{
 		Region: s.Region, AccountID: s.AccountID, RetryDelays: opts.AsyncRetryDelays,
-		Logger: slog.New(slog.NewJSONHandler(c.logs, nil)),
+		// The event source mapping runs one batch per shard at a time: a function's concurrency must
+		// allow one per shard (AWS's default account limit is 1,000), or a stream of more than 10 shards
+		// would throttle ProcessFunction into its failure destination.
+		DefaultConcurrency: max(locallambda.DefaultConcurrency, shards),
+		Logger:             slog.New(slog.NewJSONHandler(c.logs, nil)),
 	})
 	if err := c.registerFunctions(ctx, opts); err != nil {
 		return err
