@@ -128,6 +128,14 @@ func costOf(r *Results, opts *Options) *CostSection {
 	return c
 }
 
+// usd formats dollars with cents, or with four significant digits below a dollar.
+func usd(v float64) string {
+	if v >= 1 {
+		return fmt.Sprintf("$%.2f", v)
+	}
+	return fmt.Sprintf("$%.4g", v)
+}
+
 func (c *CostSection) lines() [][2]string {
 	if c.Skipped != "" {
 		return [][2]string{{"skipped", c.Skipped}}
@@ -144,9 +152,9 @@ func (c *CostSection) lines() [][2]string {
 			bound = "the stream"
 		}
 		out = append(out, [2]string{fmt.Sprintf("month, %d shard(s)", m.Shards), fmt.Sprintf(
-			"IngestFunction %.0f s (bound by %s) = %.0f GB-s (%.1f per million trips), ProcessFunction %.0f GB-s; Lambda $%.2f, stream $%.2f (shard-hours $%.2f, PUT units $%.2f) = %.0f %% of $%.2f",
-			m.IngestSeconds, bound, m.IngestGBs, m.IngestGBsPerM, m.ProcessGBs, m.LambdaUSD, m.ShardHoursUSD+m.PutUnitsUSD, m.ShardHoursUSD, m.PutUnitsUSD,
-			100*m.StreamShare, m.TotalUSD)})
+			"IngestFunction %.0f s (bound by %s) = %.0f GB-s (%.1f per million trips), ProcessFunction %.0f GB-s; Lambda %s, stream %s (shard-hours %s, PUT units %s) = %.1f %% of %s",
+			m.IngestSeconds, bound, m.IngestGBs, m.IngestGBsPerM, m.ProcessGBs, usd(m.LambdaUSD), usd(m.ShardHoursUSD+m.PutUnitsUSD), usd(m.ShardHoursUSD), usd(m.PutUnitsUSD),
+			100*m.StreamShare, usd(m.TotalUSD))})
 	}
 	out = append(out, [2]string{"assumptions", strings.ReplaceAll(c.Note, "\t", " ")})
 	return out

@@ -1,12 +1,16 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/taxistream/taxistream/internal/gen"
+	"github.com/taxistream/taxistream/internal/process"
 )
 
 // TestLimitsOffLiftsPacing: with limits off, IngestFunction's producer is not paced: it fills
@@ -38,5 +42,31 @@ func TestLimitsOffLiftsPacing(t *testing.T) {
 		if share := float64(sh.BytesStored) / float64(st.BytesStored); share < 0.4 || share > 0.6 {
 			t.Errorf("shard %s got %.0f %% of the bytes, want about half (balanced routing)", sh.ShardID, 100*share)
 		}
+	}
+	// Zone statistics come per shard (every shard carries every zone): their lines add up to the trips.
+	var trips int64
+	zones := map[int32]map[string]bool{} // zone → shards with a line for it
+	err := each(context.Background(), c.Bucket, c.Bucket.Name(), "processed/zone_stats/", func(key string, body []byte) error {
+		rows, err := parquet.Read[process.ZoneStat](bytes.NewReader(body), int64(len(body)))
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			trips += r.Trips
+			if zones[r.PULocationID] == nil {
+				zones[r.PULocationID] = map[string]bool{}
+			}
+			zones[r.PULocationID][r.ShardID] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if trips != s.TripsProcessed {
+		t.Errorf("zone statistics count %d trips, %d were processed", trips, s.TripsProcessed)
+	}
+	if len(zones[132]) != 2 {
+		t.Errorf("zone 132 has lines from %d shards, want 2 (balanced routing spreads every zone)", len(zones[132]))
 	}
 }
