@@ -393,11 +393,7 @@ func (pr *parquetReader) dictValue(out []byte, cur *pqCursor, o *outField) ([]by
 	case dictUnseen:
 		start := len(out)
 		var ok bool
-		if cur.col.mode == modeValues {
-			out, ok = pr.generalValue(out, cur.col, o, d.src.Index(int32(i)))
-		} else {
-			out, ok = pr.typedValue(out, cur, o, &d.data, i)
-		}
+		out, ok = pr.typedValue(out, cur, o, &d.data, i) // only typed modes keep a dictionary (nextPage)
 		if !ok {
 			d.spans[i] = [2]int32{dictRejected, 0}
 			return out, false, nil
