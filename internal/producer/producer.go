@@ -1,29 +1,31 @@
-// Package producer writes records to a Kinesis data stream: per-shard KPL aggregation, exact limits,
-// token-bucket pacing and retries of failed entries only. Everything happens inside Put and Flush:
-// no goroutine outlives a call.
+// Package producer writes records to a Kinesis data stream: KPL aggregation, routing to shards (by
+// partition key, or balanced over every shard), exact limits, token-bucket pacing and retries of failed
+// entries only. Everything happens inside Put and Flush: no goroutine outlives a call.
 //
 // How a user record travels:
 //
 //   - Put checks it (partition key 1-256 characters; data + key within the stream's record size, else
-//     it is a Failure, never truncated), copies it and predicts its shard: the MD5 of the partition
-//     key as a 128-bit big-endian integer, looked up in the hash key ranges of the open shards
-//     (ListShards).
-//   - With Aggregate it joins that shard's open KPL aggregate, which keeps the record's own partition
-//     key in its table. An aggregate is sealed when the next record would take it past
-//     AggregateMaxBytes (magic, protobuf varints and MD5 counted exactly); a record that does not fit
-//     an empty aggregate goes alone, as does a sealed aggregate of one record.
-//   - Sealed Kinesis records wait in their shard's queue. Each shard is paced (pacing.go) by token
-//     buckets for bytes and records at its write limit with a burst of a tenth of a second's worth,
-//     and by a ledger of what it wrote in the last second, so that no one-second interval, however
-//     aligned, carries more than the limit. A request goes when some shard's pacing allows a batch
-//     (5 % of a second's worth, or all it holds) and takes from every shard what its pacing allows,
-//     up to 500 entries and 5 MiB (data + partition keys). Put writes when a request's worth is
-//     ready or too much is buffered; Flush writes everything.
+//     it is a Failure, never truncated) and copies it.
+//   - RouteByKey predicts its shard: the MD5 of the partition key as a 128-bit big-endian integer,
+//     looked up in the hash key ranges of the open shards (ListShards); with Aggregate it joins that
+//     shard's open KPL aggregate. RouteBalanced has one open aggregate for records of any key, and a
+//     sealed Kinesis record goes to the least loaded shard whose pacing has room, with an
+//     ExplicitHashKey in that shard's range. Either way the aggregate's table keeps every record's own
+//     partition key. An aggregate is sealed when the next record would take it past AggregateMaxBytes
+//     (magic, protobuf varints and MD5 counted exactly); a record that does not fit an empty aggregate
+//     goes alone, as does a sealed aggregate of one record.
+//   - Sealed Kinesis records wait in their shard's queue (RouteBalanced: in one queue every shard takes
+//     from). Each shard is paced (pacing.go) by token buckets for bytes and records at its write limit,
+//     holding up to half a second's worth, and by a ledger of what it wrote in the last second, so that
+//     no one-second interval, however aligned, carries more than the limit. A request goes when some
+//     shard's pacing allows a batch (5 % of a second's worth, or all it holds) and takes from every shard
+//     what its pacing allows, up to 500 entries and 5 MiB (data + partition keys). Put writes when a
+//     request's worth is ready or too much is buffered; Flush writes everything.
 //   - Of a response, only failed entries are retried: ProvisionedThroughputExceededException and
-//     InternalFailure go back to the front of their shard's queue and the shard (for a throttle, the
-//     one named in the message) backs off once per response with full jitter: at most a second
-//     after throttles, up to 5 s after internal failures; a stored write resets the shard's backoff.
-//     Any other entry error code is a Failure. An entry that succeeded is never sent again.
+//     InternalFailure go back to the front of their queue and the shard (for a throttle, the one named
+//     in the message) backs off once per response with full jitter: at most a second after throttles,
+//     up to 5 s after internal failures; a stored write resets the shard's backoff. Any other entry
+//     error code is a Failure. An entry that succeeded is never sent again.
 //   - A whole-request error is classified: throttling (nothing stored) and 5xx/timeouts/resets (the
 //     records may have been stored) are retried with backoff; anything else (validation, access
 //     denied, resource not found, …) fails the request's records and is returned. Resending after an
@@ -32,7 +34,7 @@
 //     by record_id.
 //   - When a write lands on a shard other than the predicted one (or a throttle names an unknown
 //     shard) the stream has been resharded: the shard map is listed again and everything not yet
-//     written is re-aggregated per new shard, so no aggregate mixes keys of different shards.
+//     written is re-aggregated, so no RouteByKey aggregate mixes keys of different shards.
 //
 // Backoffs never run past the context deadline: a wait that would end after it returns ErrDeadline
 // at once. A Producer is not safe for concurrent use.
