@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"time"
 
 	"github.com/taxistream/taxistream/internal/convert"
@@ -60,18 +59,6 @@ func (r *ReaderTimes) add(rows int64, wall, cpu float64) {
 	r.CPU = append(r.CPU, cpu)
 	r.RowsPerSec = float64(rows) / median(r.Wall)
 	r.RowsPerCPU = float64(rows) / median(r.CPU)
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // duckdbScript returns node and the DuckDB bench script, or why they cannot run.

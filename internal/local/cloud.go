@@ -86,6 +86,7 @@ type Cloud struct {
 	ESM      *esm.ESM           // nil when ProcessFunction has no Kinesis event
 	Lambda   *locallambda.Runtime
 	Trigger  *trigger.Trigger
+	Timeline *Timeline // what the services did, per second and per call (timeline.go)
 
 	dir          string
 	pollInterval time.Duration
@@ -165,9 +166,10 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	if shards == 0 {
 		shards = 1 // ON_DEMAND starts with a few shards on AWS; one is enough locally
 	}
+	c.startTimeline(opts, shards)
 	if c.Stream, err = stream.New(stream.Config{
 		Name: s.Stream.Name, Region: s.Region, ShardCount: shards, RetentionHours: s.Stream.RetentionHours,
-		LimitsOff: opts.LimitsOff, Faults: opts.Faults,
+		LimitsOff: opts.LimitsOff, Faults: opts.Faults, Observer: c.Timeline,
 	}); err != nil {
 		return fmt.Errorf("creating the local stream: %w", err)
 	}
@@ -177,7 +179,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 		// allow one per shard (AWS's default account limit is 1,000), or a stream of more than 10 shards
 		// would throttle ProcessFunction into its failure destination.
 		DefaultConcurrency: max(locallambda.DefaultConcurrency, shards),
-		Logger:             slog.New(slog.NewJSONHandler(c.logs, nil)),
+		Logger:             slog.New(slog.NewJSONHandler(c.logs, nil)), Observer: c.Timeline.observeInvocation,
 	})
 	if err := c.registerFunctions(ctx, opts); err != nil {
 		return err
@@ -204,6 +206,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 			OnFailure:    c.onFailure("esm"),
 			PollInterval: opts.PollInterval,
 			Logger:       slog.New(slog.NewJSONHandler(c.logs, nil)),
+			Observer:     c.Timeline.observeBatch,
 		}, c.Stream); err != nil {
 			return fmt.Errorf("creating the local event source mapping: %w", err)
 		}
@@ -540,9 +543,9 @@ func (c *Cloud) Close() error {
 	if c.Lambda != nil {
 		c.Lambda.Close()
 	}
-	var err error
+	err := c.saveTimelineOnClose()
 	if c.Bucket != nil {
-		err = c.Bucket.Close()
+		err = errors.Join(err, c.Bucket.Close())
 	}
 	if c.logFile != nil {
 		c.logFile.Close()
