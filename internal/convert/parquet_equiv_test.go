@@ -317,7 +317,8 @@ func pqTypes() map[string]struct {
 	bytesGen := func(r *rand.Rand) []byte {
 		return []byte(pickS(r, "N", "Y", "X", "", " ", "1", "0", "y", "VTS", "CMT", "CRD", "CSH", "No Charge", "HV0003", "B02512",
 			"12", "-3", "1.5", "1e5", " 7 ", "\xff\xfe", "quo\"te", "back\\slash", "ünï", "2024-01-01 00:46:55", "1/1/2018 2:21 PM",
-			"2024-03-10 02:30:00", "2024-01-01T05:00:00Z", "0.10", "007", "+5", ".5", "5."))
+			"2024-03-10 02:30:00", "2024-01-01T05:00:00Z", "0.10", "007", "+5", ".5", "5.",
+			"NA", "null", `\N`, "NaN", "-", " n/a ", "NULL"))
 	}
 	return map[string]struct {
 		node parquet.Node
