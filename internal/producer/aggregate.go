@@ -61,8 +61,8 @@ func (p *Producer) state(id string) *shardState {
 		now := p.now()
 		s = &shardState{
 			id:      id,
-			bytes:   newBucket(p.bytesRate, p.bytesRate*BurstFraction, now),
-			records: newBucket(p.recordsRate, max(1, p.recordsRate*BurstFraction), now),
+			bytes:   newBucket(p.bytesRate, p.bytesRate*BurstFraction, p.bytesRate*startFraction, now),
+			records: newBucket(p.recordsRate, max(1, p.recordsRate*BurstFraction), max(1, p.recordsRate*startFraction), now),
 			written: ledger{recordsLimit: p.recordsRate, bytesLimit: p.bytesRate},
 		}
 		p.states[id] = s

@@ -27,13 +27,18 @@ import "time"
 // stream's throughput in TestPacingLateWakeups; with 50 %, about 2 %.
 const BurstFraction = 0.5
 
+// startFraction is what a new shard's bucket holds (10 % of a second): a fresh producer starts with a
+// small burst, not half a second's worth that the ledger would then make it wait for (a wait inside Put
+// that a caller's deadline has to absorb); the headroom above it fills only while sends fall behind.
+const startFraction = 0.1
+
 // batchFraction is the share of a second's limit a shard waits for before it sends (5 %: 50 records
 // or 51 KiB at the Kinesis limits, at least one record), and so the usual size of a request per
 // shard. Far below the burst: when a wake-up comes late the bucket keeps refilling up to the burst
 // instead of spilling what the limit allows, so late timers and slow responses cost no throughput.
 const batchFraction = 0.05
 
-// bucket is a token bucket: rate tokens per second, holding at most capacity. It starts full. A cost
+// bucket is a token bucket: rate tokens per second, holding at most capacity. A cost
 // larger than the capacity (a record bigger than a burst) is allowed once the bucket is full and
 // drives it negative, so it cannot stall; the ledger still keeps the second within the limit.
 type bucket struct {
@@ -43,8 +48,8 @@ type bucket struct {
 	last     time.Time
 }
 
-func newBucket(rate, capacity float64, now time.Time) bucket {
-	return bucket{rate: rate, capacity: capacity, tokens: capacity, last: now}
+func newBucket(rate, capacity, tokens float64, now time.Time) bucket {
+	return bucket{rate: rate, capacity: capacity, tokens: min(tokens, capacity), last: now}
 }
 
 func (b *bucket) refill(now time.Time) {
