@@ -33,15 +33,16 @@ const (
 	SectionIngest     = "ingest"
 	SectionConsumer   = "consumer"
 	SectionColdStart  = "coldstart"
+	SectionCompact    = "compact"
 	SectionLocal      = "local"
 	SectionShards     = "shards"
 	SectionCost       = "cost"
 )
 
-// Sections lists every section in run order. The cost section computes from the ingest, consumer and
-// shards sections' numbers.
+// Sections lists every section in run order. The cost section computes from the ingest and consumer
+// sections' numbers.
 var Sections = []string{SectionConversion, SectionParquet, SectionSaturation, SectionIngest, SectionConsumer, SectionColdStart,
-	SectionLocal, SectionShards, SectionCost}
+	SectionCompact, SectionLocal, SectionShards, SectionCost}
 
 // Options configure a run. The zero value (plus Child) is the full default run.
 type Options struct {
@@ -55,6 +56,7 @@ type Options struct {
 	ColdStarts         int           // emulator starts per function (default 5; quick 1)
 	ShardCounts        []int         // shards of the shards section's runs (default 4, 8; quick 2)
 	Routings           []string      // shard routings of the shards section (default balanced, key)
+	CompactMB          int           // size of the partition compacted (default 1,000 MB; quick 32)
 
 	Sections []string // the sections to run; nil = all
 
@@ -110,6 +112,12 @@ func (o *Options) defaults() {
 			o.ColdStarts = 1
 		}
 	}
+	if o.CompactMB <= 0 {
+		o.CompactMB = 1000
+		if o.Quick {
+			o.CompactMB = 32
+		}
+	}
 	if len(o.Sections) == 0 {
 		o.Sections = Sections
 	}
@@ -148,6 +156,7 @@ type Results struct {
 	Local      *LocalSection      `json:"local,omitempty"`
 	Shards     *LocalSection      `json:"shards,omitempty"`
 	Cost       *CostSection       `json:"cost,omitempty"`
+	Compaction *CompactionResult  `json:"compaction,omitempty"`
 	Targets    []Target           `json:"targets"`
 	Elapsed    float64            `json:"elapsed_s"`
 }
@@ -220,6 +229,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 		{SectionIngest, func() (err error) { res.Ingest, err = runIngest(ctx, &opts, work); return }},
 		{SectionConsumer, func() (err error) { res.Consumer, err = runConsumer(ctx, &opts); return }},
 		{SectionColdStart, func() (err error) { res.ColdStart, err = runColdStart(ctx, &opts); return }},
+		{SectionCompact, func() (err error) { res.Compaction, err = runCompaction(ctx, &opts, work); return }},
 		{SectionLocal, func() (err error) { res.Local, err = runLocal(ctx, &opts, work); return }},
 		{SectionShards, func() (err error) { res.Shards, err = runShards(ctx, &opts, work); return }},
 		{SectionCost, func() error { res.Cost = costOf(res, &opts); return nil }},

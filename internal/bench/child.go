@@ -23,6 +23,7 @@ const (
 	childConsumer = "consumer" // consumer [flags]: ProcessFunction on generated batches, GOMAXPROCS=1
 	childParquet  = "parquet"  // parquet FILE N: Parquet → canonical records (N times) to /dev/null, GOMAXPROCS=1
 	childLocal    = "local"    // local [flags]: a whole local-cloud run (see childLocalRun)
+	childCompact  = "compact"  // compact BUCKET-DIR TMP-DIR: compaction of the bench partition
 )
 
 // childResult is what a child prints (JSON on stdout).
@@ -99,6 +100,11 @@ func ChildMain(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	case childLocal:
 		res, err = childLocalRun(ctx, args[1:])
+	case childCompact:
+		if len(args) != 3 {
+			return errors.New("child compact: want BUCKET-DIR TMP-DIR")
+		}
+		res, err = childCompactPartition(ctx, args[1], args[2])
 	default:
 		return fmt.Errorf("child: unknown mode %q", args[0])
 	}
