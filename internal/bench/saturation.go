@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/local/stream"
 	"github.com/taxistream/taxistream/internal/producer"
 )
@@ -165,14 +166,14 @@ func Saturate(ctx context.Context, o SaturationOptions) (SaturationResult, error
 		Producer:      ps,
 	}
 	res.MiBPerSec = res.BytesPerSec / (1 << 20)
-	res.ByteShare = res.BytesPerSec / producer.ShardBytesPerSecond
-	res.RecordShare = res.RecordsPerSec / producer.ShardRecordsPerSecond
+	res.ByteShare = res.BytesPerSec / kinesislimit.ShardWriteBytesPerSecond
+	res.RecordShare = res.RecordsPerSec / kinesislimit.ShardWriteRecordsPerSecond
 	res.Entries = s1.RecordsStored - s0.RecordsStored + res.Throttled
 	if res.Entries > 0 {
 		res.ThrottledShare = float64(res.Throttled) / float64(res.Entries)
 	}
 	if res.RunSeconds = t1.Sub(start).Seconds(); res.RunSeconds > 0 {
-		res.RunByteShare = float64(s1.BytesStored) / res.RunSeconds / producer.ShardBytesPerSecond
+		res.RunByteShare = float64(s1.BytesStored) / res.RunSeconds / kinesislimit.ShardWriteBytesPerSecond
 	}
 	if n := s1.RecordsStored + s1.Throttled; n > 0 {
 		res.RunThrottledShare = float64(s1.Throttled) / float64(n)

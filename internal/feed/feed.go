@@ -9,16 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 
 	"github.com/taxistream/taxistream/internal/convert"
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/producer"
 )
 
@@ -265,11 +266,11 @@ func feedOne(ctx context.Context, p Producer, in Input, opts Options, limiter *r
 
 func partitionKey(rr convert.RowReader, field string) string {
 	if field != "" && field != "random" {
-		if v := rr.Value(field); v != "" && len(v) <= 256 {
+		if v := rr.Value(field); v != "" && utf8.RuneCountInString(v) <= kinesislimit.MaxPartitionKeyLength {
 			return v
 		}
 	}
-	return fmt.Sprintf("%032x", rand.Uint64()) // random: spreads rows evenly over the shards
+	return producer.RandomKey()
 }
 
 func open(ctx context.Context, in Input) (convert.RowReader, func(), error) {

@@ -3,8 +3,6 @@ package ingest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/google/uuid"
 
 	"github.com/taxistream/taxistream/internal/config"
 	"github.com/taxistream/taxistream/internal/obs"
@@ -299,7 +298,5 @@ func requestID(ctx context.Context) string {
 	if lc, ok := lambdacontext.FromContext(ctx); ok && lc.AwsRequestID != "" {
 		return lc.AwsRequestID
 	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return "local-" + hex.EncodeToString(b[:])
+	return "local-" + uuid.NewString()
 }

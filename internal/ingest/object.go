@@ -17,11 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/taxistream/taxistream/internal/convert"
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/producer"
 )
-
-// maxPartitionKeyChars is the Kinesis partition key limit (1–256 Unicode characters).
-const maxPartitionKeyChars = 256
 
 // stateWriteTimeout bounds the final manifest write when the invocation's context has already ended.
 const stateWriteTimeout = 10 * time.Second
@@ -456,8 +454,8 @@ func (r *run) partitionKey() string {
 				}
 			}
 			if v != "" {
-				if utf8.RuneCountInString(v) > maxPartitionKeyChars {
-					v = string([]rune(v)[:maxPartitionKeyChars])
+				if utf8.RuneCountInString(v) > kinesislimit.MaxPartitionKeyLength {
+					v = string([]rune(v)[:kinesislimit.MaxPartitionKeyLength])
 				}
 				return v
 			}
@@ -493,7 +491,7 @@ func (h *Handler) invokeSelf(ctx context.Context, ev Event) error {
 // default. A small margin means smaller, more frequent writes, never a final flush that outlasts the
 // invocation.
 func bufferFor(margin time.Duration) int {
-	b := int(margin.Seconds() / 4 * float64(producer.ShardBytesPerSecond))
+	b := int(margin.Seconds() / 4 * float64(kinesislimit.ShardWriteBytesPerSecond))
 	return min(max(b, 256<<10), producer.DefaultMaxBufferedBytes)
 }
 

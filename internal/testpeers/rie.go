@@ -34,7 +34,6 @@ package testpeers
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,6 +49,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/taxistream/taxistream/internal/testenv"
 )
@@ -303,11 +304,7 @@ func (r *RIE) awaitReport(id string) {
 	}
 }
 
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-}
+func newRequestID() string { return uuid.NewString() }
 
 var timedOut = regexp.MustCompile(`^Task timed out after [0-9.]+ seconds$`)
 
