@@ -127,8 +127,8 @@ func Run(ctx context.Context, client producer.Client, inputs []Input, opts Optio
 	if opts.DryRun && opts.Out != nil {
 		out = bufio.NewWriterSize(opts.Out, 256<<10)
 	}
-	defer out.Flush()
 	var bytesBefore int64
+	var fatal error
 	for _, in := range inputs {
 		fs, err := feedOne(ctx, p, in, opts, limiter, out, &sum, start, bytesBefore)
 		bytesBefore += in.Size
@@ -142,10 +142,14 @@ func Run(ctx context.Context, client producer.Client, inputs []Input, opts Optio
 			break
 		}
 		if err != nil && errors.Is(err, errFatal) {
-			return finish(sum, p, start), err
+			fatal = err
+			break
 		}
 	}
-	return finish(sum, p, start), nil
+	if err := out.Flush(); err != nil {
+		fatal = errors.Join(fatal, fmt.Errorf("writing the records: %w", err))
+	}
+	return finish(sum, p, start), fatal
 }
 
 var errFatal = errors.New("producer failed")
@@ -227,7 +231,7 @@ func feedOne(ctx context.Context, p Producer, in Input, opts Options, limiter *r
 		// wait is cut short by Ctrl-C.
 		stopping := limiter != nil && limiter.Wait(ctx) != nil
 		if opts.DryRun {
-			out.Write(rec.JSON)
+			out.Write(rec.JSON) // an error sticks to the bufio.Writer: Run's final Flush returns it
 			pending++
 		} else {
 			key := partitionKey(rr, opts.PartitionKeyField)

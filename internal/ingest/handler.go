@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -287,9 +286,8 @@ func (inv *invocation) finish(ctx context.Context, res Result, err error, d time
 	} else {
 		inv.h.log.InfoContext(ctx, "ingest summary", attrs...)
 	}
-	var buf bytes.Buffer
-	if werr := m.Write(&buf); werr == nil {
-		_, _ = inv.h.metrics.Write(buf.Bytes())
+	if werr := m.Write(inv.h.metrics); werr != nil {
+		inv.h.log.WarnContext(ctx, "writing metrics", "error", werr.Error())
 	}
 }
 

@@ -395,8 +395,12 @@ func (r *run) producerFailed(ctx context.Context, cause error) (ObjectResult, er
 	if ctx.Err() != nil || !producer.IsTerminal(cause) {
 		return r.res, inv.release(ctx, r.st, &r.res, cause)
 	}
-	// Rejected rows are final: keep them; the records in flight are counted as failed.
-	_ = r.rej.flush(ctx)
+	// Rejected rows are final: keep them; the records in flight are counted as failed. When the rejected
+	// rows cannot be written, the manifest must not count them: release at the checkpoint like any other
+	// failed write, and the retry of the event reads them again from there.
+	if err := r.rej.flush(ctx); err != nil {
+		return r.res, inv.release(ctx, r.st, &r.res, errors.Join(cause, err))
+	}
 	m := r.st.m
 	m.RejectedParts = r.rej.next
 	m.Counts.RowsRead += r.rows

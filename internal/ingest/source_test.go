@@ -77,9 +77,6 @@ type parquetTrip struct {
 // TestParquetContinuation runs a Parquet object through a chain of continuations (real converter) and
 // compares it with a one-shot run.
 func TestParquetContinuation(t *testing.T) {
-	if !realConverter() {
-		t.Skip("internal/convert has not landed: no Parquet reader")
-	}
 	var buf bytes.Buffer
 	w := parquet.NewGenericWriter[parquetTrip](&buf, parquet.MaxRowsPerRowGroup(64))
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)

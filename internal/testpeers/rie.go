@@ -170,6 +170,7 @@ func startRIE(t testing.TB, bin, bootstrap string, env map[string]string) (*RIE,
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	// The exit status is not needed: stderr and ProcessState say why it ended when that matters.
 	go func() { _ = cmd.Wait(); close(r.exited) }()
 
 	deadline := time.Now().Add(rieStartTimeout)
@@ -212,13 +213,13 @@ func (r *RIE) stop(t testing.TB) {
 		return
 	default:
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	_ = r.cmd.Process.Signal(syscall.SIGTERM) // fails only when it has exited already; the wait below tells
 	select {
 	case <-r.exited:
 		return
 	case <-time.After(rieStopTimeout):
 	}
-	_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL) // as above: checked by the wait that follows
 	select {
 	case <-r.exited:
 	case <-time.After(rieStopTimeout):

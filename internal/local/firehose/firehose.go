@@ -440,6 +440,7 @@ func (f *Firehose) deliver(ctx context.Context, b *buffer) error {
 	if f.cfg.CompressionFormat == CompressionGZIP {
 		var z bytes.Buffer
 		zw := gzip.NewWriter(&z)
+		// Writes into a bytes.Buffer cannot fail (it panics when out of memory instead).
 		_, _ = zw.Write(body)
 		_ = zw.Close()
 		body, ext = z.Bytes(), ".gz"
