@@ -554,6 +554,41 @@ func TestSelfInvokeFailureIsRetriedFromCheckpoint(t *testing.T) {
 	checkReconciles(t, m)
 }
 
+// TestReleaseCountsPossibleDuplicates: a checkpoint that cannot be stored after its records were sent
+// releases the object at the previous checkpoint; the retry sends those records again, and the manifest
+// counts every extra copy in the stream as a possible duplicate.
+func TestReleaseCountsPossibleDuplicates(t *testing.T) {
+	e := newEnv(t, nil)
+	ev := e.putObject("raw/yellow.csv", tlcCSV(100))
+	checkpoints := 0
+	e.s3.onPut = func(in *s3.PutObjectInput) error {
+		if strings.HasPrefix(aws.ToString(in.Key), "state/") && in.IfMatch != nil {
+			if checkpoints++; checkpoints == 2 {
+				return errBoom // the second checkpoint: its 25 records are in the stream already
+			}
+		}
+		return nil
+	}
+	if _, err := e.handle(context.Background(), ev); !errors.Is(err, errBoom) {
+		t.Fatalf("Handle: %v, want the failed checkpoint returned for a retry", err)
+	}
+	e.s3.onPut = nil
+	if _, err := e.handle(context.Background(), ev); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	got := e.sink.data()
+	extra := len(duplicates(got))
+	m := e.manifest("state/ingest/")
+	if m.Status != StatusDone || m.Counts.RecordsSent != 100 {
+		t.Fatalf("manifest: %s %+v, want done with 100 sent", m.Status, m.Counts)
+	}
+	if extra == 0 || m.Counts.PossibleDuplicates != int64(extra) {
+		t.Errorf("the stream holds %d extra copies, the manifest counts %d possible duplicates; want the same, not 0",
+			extra, m.Counts.PossibleDuplicates)
+	}
+	checkReconciles(t, m)
+}
+
 func duplicates(recs []string) []string {
 	seen := map[string]bool{}
 	var dups []string

@@ -80,8 +80,10 @@ type Counts struct {
 	Bytes          int64 `json:"bytes"`
 	Retries        int64 `json:"retries"`
 	Throttled      int64 `json:"throttled"`
-	// PossibleDuplicates are records resent after a PutRecords whose outcome was unknown (timeout,
-	// 5xx): the stream may hold them twice; consumers drop the copies by record_id.
+	// PossibleDuplicates are records that may be in the stream more than once: resent after a
+	// PutRecords whose outcome was unknown (timeout, 5xx), or handed to the producer after the last
+	// checkpoint of an invocation that released the object (the retry resumes at the checkpoint and
+	// sends them again). Consumers drop the copies by record_id.
 	PossibleDuplicates int64 `json:"possible_duplicates"`
 }
 

@@ -179,6 +179,19 @@ func (inv *invocation) release(ctx context.Context, st *owned, res *ObjectResult
 	return cause
 }
 
+// release releases the object at its last checkpoint (inv.release) after an error. The rows handed to
+// the producer since that checkpoint may be in the stream already, and the retry that resumes there
+// sends them again: they are counted as possible duplicates (in the manifest, the summary and the
+// metrics), so every copy a consumer drops by record_id is accounted for.
+func (r *run) release(ctx context.Context, cause error) error {
+	if r.pending > 0 {
+		r.st.m.Counts.PossibleDuplicates += r.pending
+		r.inv.totals.PossibleDuplicates += r.pending
+		r.pending = 0
+	}
+	return r.inv.release(ctx, r.st, &r.res, cause)
+}
+
 // run is the ingestion of one owned object in this invocation.
 type run struct {
 	inv    *invocation
@@ -205,7 +218,7 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 		if errors.As(err, &se) {
 			return inv.fail(ctx, r.st, r.res, 0, se.Error())
 		}
-		return r.res, inv.release(ctx, r.st, &r.res, err)
+		return r.res, r.release(ctx, err)
 	}
 	r.src = src
 	defer src.close()
@@ -217,7 +230,7 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 		pc.StreamName, pc.StreamARN = "", h.cfg.Stream
 	}
 	if r.prod, err = h.newProducer(ctx, h.kinesis, pc); err != nil {
-		return r.res, inv.release(ctx, r.st, &r.res, fmt.Errorf("starting the producer: %w", err))
+		return r.res, r.release(ctx, fmt.Errorf("starting the producer: %w", err))
 	}
 	stopAt := inv.stopAt(ctx)
 	// Put runs on the invocation's own context: a deadline any earlier would cancel requests in flight
@@ -242,7 +255,7 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 				if done, res, err := r.commit(ctx, nil); done {
 					return res, err
 				}
-				return r.res, inv.release(ctx, r.st, &r.res, fmt.Errorf("reading after row %d: %w", r.st.m.Counts.RowsRead, err))
+				return r.res, r.release(ctx, fmt.Errorf("reading after row %d: %w", r.st.m.Counts.RowsRead, err))
 			}
 			if !errors.As(err, &re) {
 				// Fatal for the file (corrupt gzip, not a Parquet file, ...): keep what was read.
@@ -255,7 +268,7 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 			r.rej.addRowError(re)
 			if r.rej.full() {
 				if err := r.rej.flush(ctx); err != nil {
-					return r.res, inv.release(ctx, r.st, &r.res, err)
+					return r.res, r.release(ctx, err)
 				}
 			}
 			continue
@@ -322,7 +335,7 @@ func (r *run) commit(ctx context.Context, set func(m *Manifest)) (done bool, res
 		r.rej.add(RejectedRow{Line: r.lines[f.Tag], Row: f.Tag, Reason: "producer:" + f.Reason, Detail: detail})
 	}
 	if err := r.rej.flush(ctx); err != nil {
-		return true, r.res, inv.release(ctx, r.st, &r.res, err)
+		return true, r.res, r.release(ctx, err)
 	}
 	m := r.st.m
 	cp := r.src.rows.Checkpoint()
@@ -347,7 +360,7 @@ func (r *run) commit(ctx context.Context, set func(m *Manifest)) (done bool, res
 		if errors.Is(err, errLostOwnership) {
 			return true, r.res, inv.lostOrErr(ctx, &r.res, err)
 		}
-		return true, r.res, inv.release(ctx, r.st, &r.res, err)
+		return true, r.res, r.release(ctx, err)
 	}
 	// Account this invocation's share.
 	r.res.RowsRead += r.rows
@@ -393,13 +406,13 @@ func (r *run) producerFailed(ctx context.Context, cause error) (ObjectResult, er
 	// (rows sent since the checkpoint are sent again: duplicates that consumers drop by record_id).
 	// Only a terminal error (access denied, no such stream, a validation error) fails the object.
 	if ctx.Err() != nil || !producer.IsTerminal(cause) {
-		return r.res, inv.release(ctx, r.st, &r.res, cause)
+		return r.res, r.release(ctx, cause)
 	}
 	// Rejected rows are final: keep them; the records in flight are counted as failed. When the rejected
 	// rows cannot be written, the manifest must not count them: release at the checkpoint like any other
 	// failed write, and the retry of the event reads them again from there.
 	if err := r.rej.flush(ctx); err != nil {
-		return r.res, inv.release(ctx, r.st, &r.res, errors.Join(cause, err))
+		return r.res, r.release(ctx, errors.Join(cause, err))
 	}
 	m := r.st.m
 	m.RejectedParts = r.rej.next
