@@ -468,12 +468,15 @@ func TestBootstrapUnderRIE(t *testing.T) {
 		// Outputs: the JSON summary log line and the EMF line of this invocation.
 		var summary, emf map[string]any
 		for _, l := range jsonLines(rie.Stdout()) {
-			if l["msg"] == "ingest summary" {
+			if l["message"] == "ingest summary" {
 				summary = l
 			}
 			if _, ok := l["_aws"]; ok {
 				emf = l
 			}
+		}
+		if bad := rie.LogLinesWithoutRequestID(); len(bad) > 0 {
+			t.Errorf("log lines without the invocation's requestId:\n%s", strings.Join(bad, "\n"))
 		}
 		if summary == nil {
 			t.Errorf("no JSON \"ingest summary\" log line in the function's output:\n%s", rie.Stdout())

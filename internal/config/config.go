@@ -33,6 +33,7 @@ type Config struct {
 	ZoneLookup        string        // ZONE_LOOKUP (process): "s3://bucket/key", a key in BUCKET_NAME, or a file path; "" for none
 	MetricsNamespace  string        // METRICS_NAMESPACE, default taxistream
 	LogLevel          string        // AWS_LAMBDA_LOG_LEVEL (LoggingConfig), else LOG_LEVEL, default INFO
+	LogFormat         string        // AWS_LAMBDA_LOG_FORMAT (LoggingConfig): JSON (the default here) or Text
 }
 
 // Load reads the settings of fn from getenv (os.Getenv in main) and returns every problem joined. It is
@@ -48,6 +49,7 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 		ZoneLookup:        strings.TrimSpace(getenv("ZONE_LOOKUP")),
 		MetricsNamespace:  orDefault(getenv("METRICS_NAMESPACE"), "taxistream"),
 		LogLevel:          orDefault(getenv("AWS_LAMBDA_LOG_LEVEL"), orDefault(getenv("LOG_LEVEL"), "INFO")),
+		LogFormat:         orDefault(getenv("AWS_LAMBDA_LOG_FORMAT"), "JSON"),
 	}
 	var err error
 	if c.Aggregate, err = parseBool(getenv, "KPL_AGGREGATION", true); err != nil {

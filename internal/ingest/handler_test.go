@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/taxistream/taxistream/internal/config"
+	"github.com/taxistream/taxistream/internal/obs"
 	"github.com/taxistream/taxistream/internal/producer"
 	"github.com/taxistream/taxistream/internal/testenv"
 )
@@ -78,7 +78,7 @@ func newEnv(t *testing.T, mod func(c *config.Config)) *env {
 		mod(&cfg)
 	}
 	h, err := New(context.Background(), cfg, Deps{
-		S3: e.s3, Lambda: e.inv, Log: slog.New(slog.NewJSONHandler(&lockedWriter{w: e.logs}, nil)), Metrics: &lockedWriter{w: e.emf}, Now: e.clock.Now,
+		S3: e.s3, Lambda: e.inv, Log: obs.NewLogger(&lockedWriter{w: e.logs}, "INFO"), Metrics: &lockedWriter{w: e.emf}, Now: e.clock.Now,
 		NewProducer: func(ctx context.Context, c producer.Client, pc producer.Config) (RecordProducer, error) {
 			p := &fakeProducer{sink: e.sink}
 			if e.prodMod != nil {
@@ -242,7 +242,7 @@ func TestHandleS3PutEventFixture(t *testing.T) {
 	var summary map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
 		var l map[string]any
-		if json.Unmarshal([]byte(line), &l) == nil && l["msg"] == "ingest summary" {
+		if json.Unmarshal([]byte(line), &l) == nil && l["message"] == "ingest summary" {
 			if summary != nil {
 				t.Errorf("two summary lines")
 			}

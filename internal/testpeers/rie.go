@@ -43,6 +43,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -372,6 +373,31 @@ func (r *RIE) Reports() []Report {
 			}
 		}
 		out = append(out, rep)
+	}
+	return out
+}
+
+// LogLinesWithoutRequestID returns the function's JSON log lines (objects with a "message") that do
+// not carry, as requestId, the request id of an invocation the emulator reported, leaving out lines
+// whose message is one of initMessages (logged at start-up, outside any invocation).
+func (r *RIE) LogLinesWithoutRequestID(initMessages ...string) []string {
+	ids := map[string]bool{}
+	for _, rep := range r.Reports() {
+		ids[rep.RequestID] = true
+	}
+	var out []string
+	for _, line := range strings.Split(r.Stdout(), "\n") {
+		var l map[string]any
+		if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &l) != nil {
+			continue
+		}
+		msg, ok := l["message"].(string)
+		if !ok || slices.Contains(initMessages, msg) {
+			continue
+		}
+		if id, _ := l["requestId"].(string); !ids[id] {
+			out = append(out, line)
+		}
 	}
 	return out
 }
