@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/taxistream/taxistream/internal/feed"
 	"github.com/taxistream/taxistream/internal/local"
 	"github.com/taxistream/taxistream/internal/local/stream"
 )
@@ -123,12 +124,17 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fmt.Fprintln(stderr, "usage: taxistream local [--demo] [--watch] [flags] [FILE...]\n\nRuns IngestFunction, Firehose, ProcessFunction and ReplayFunction on the embedded local cloud with the\nsettings of template.yaml. FILEs are copied into raw/ (which triggers ingestion, as on AWS).")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if !*demo && !*watch && fs.NArg() == 0 {
 		fs.Usage()
 		return fmt.Errorf("%w: give files, --demo or --watch", errUsage)
+	}
+	for _, name := range fs.Args() { // before the cloud starts
+		if _, err := feed.StatInput(name); err != nil {
+			return err
+		}
 	}
 	opts, err := lf.options()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -342,12 +343,9 @@ func LocalInputs(args []string, stdin io.Reader) ([]Input, error) {
 		}
 		sort.Strings(matches)
 		for _, m := range matches {
-			fi, err := os.Stat(m)
+			fi, err := StatInput(m)
 			if err != nil {
 				return nil, err
-			}
-			if fi.IsDir() {
-				return nil, fmt.Errorf("%s is a directory (use a glob such as %s/*.csv)", m, m)
 			}
 			name := m
 			inputs = append(inputs, Input{
@@ -366,6 +364,23 @@ func LocalInputs(args []string, stdin io.Reader) ([]Input, error) {
 		}
 	}
 	return inputs, nil
+}
+
+// StatInput checks that name is an input file and returns its FileInfo: a missing file or a directory
+// is an error that says what to give instead (every command that takes files uses it, so that a
+// mistake is reported before anything starts).
+func StatInput(name string) (os.FileInfo, error) {
+	fi, err := os.Stat(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: no such file", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory (use a glob such as %s/*.csv)", name, strings.TrimSuffix(name, "/"))
+	}
+	return fi, nil
 }
 
 func isARN(s string) bool { return len(s) > 4 && s[:4] == "arn:" }
