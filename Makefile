@@ -6,15 +6,17 @@ SHELL := /bin/bash
 GO ?= go
 FUNCTIONS := ingest process replay
 RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
+STATICCHECK_VERSION := v0.8.2
 TOOLS_BIN := $(CURDIR)/.tools/bin
 NODE_DIR := $(CURDIR)/tools/node
 LAMBDA_BUILD := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags "-s -w"
 
 export TAXISTREAM_RIE := $(TOOLS_BIN)/aws-lambda-rie
+STATICCHECK := $(TOOLS_BIN)/staticcheck
 export TAXISTREAM_NODE_MODULES := $(NODE_DIR)/node_modules
 
 .PHONY: all build build-native build-IngestFunction build-ProcessFunction build-ReplayFunction \
-	run test test-unit bench lint tools clean invoke-IngestFunction invoke-ProcessFunction invoke-ReplayFunction
+	run test test-unit bench lint tools staticcheck clean invoke-IngestFunction invoke-ProcessFunction invoke-ReplayFunction
 
 all: build
 
@@ -40,11 +42,16 @@ build-native:
 	done
 
 # The real peers: the Lambda Runtime Interface Emulator (Go module) and the Node packages
-# (kinesis-local = kinesis-mock, aws-kinesis-agg = the official KPL aggregation module).
-tools: $(TAXISTREAM_RIE) $(NODE_DIR)/node_modules/.installed
+# (kinesis-local = kinesis-mock, aws-kinesis-agg = the official KPL aggregation module); and staticcheck
+# (Go module) for `make lint`, reinstalled when the installed binary is not the pinned version.
+tools: $(TAXISTREAM_RIE) staticcheck $(NODE_DIR)/node_modules/.installed
 
 $(TAXISTREAM_RIE):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
+
+staticcheck:
+	@$(STATICCHECK) -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION:v%=%))' || \
+		GOBIN=$(TOOLS_BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund
@@ -65,10 +72,11 @@ test-unit:
 bench: build-native
 	$(GO) run ./cmd/taxistream bench
 
-lint:
+# gofmt, go vet and staticcheck (pinned, installed by `tools`); CI runs it before the tests.
+lint: staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed; skipped"; fi
+	$(STATICCHECK) ./...
 
 # `sam local invoke` (needs sam and Docker; neither runs on the build machines here).
 invoke-IngestFunction:
