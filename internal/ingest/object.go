@@ -19,6 +19,7 @@ import (
 	"github.com/taxistream/taxistream/internal/convert"
 	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/producer"
+	"github.com/taxistream/taxistream/internal/s3object"
 )
 
 // stateWriteTimeout bounds the final manifest write when the invocation's context has already ended.
@@ -50,7 +51,7 @@ func (inv *invocation) object(ctx context.Context, o objectRef, kind string) (Ob
 	if o.version() == "" {
 		hd, err := h.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(o.Bucket), Key: aws.String(o.Key)})
 		if err != nil {
-			if isNotFound(err) {
+			if s3object.IsNotFound(err) {
 				h.log.WarnContext(ctx, "object not found", "bucket", o.Bucket, "key", o.Key)
 				res.Outcome, res.Reason = OutcomeSkipped, "object not found"
 				return res, nil
@@ -248,8 +249,7 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 		}
 		if err != nil {
 			var re *convert.RowError
-			var te *transportError
-			if errors.As(err, &te) {
+			if isTransport(err) {
 				// The connection to S3 failed, not the object: keep what was sent and release the
 				// object at that checkpoint for the retry.
 				if done, res, err := r.commit(ctx, nil); done {
