@@ -19,6 +19,7 @@ import (
 	"github.com/taxistream/taxistream/internal/feed"
 	"github.com/taxistream/taxistream/internal/local"
 	"github.com/taxistream/taxistream/internal/local/stream"
+	"github.com/taxistream/taxistream/internal/local/wire"
 )
 
 // localFlags are the flags shared by `local` and `invoke`.
@@ -120,16 +121,18 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	summaryJSON := fs.String("summary-json", "", "also write the summary as JSON to this file")
 	timeout := fs.Duration("timeout", 15*time.Minute, "give up when the pipeline is not idle after this long")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	serve := fs.Bool("serve", false, "keep running and serve the bucket (S3) and the stream (Kinesis) on --addr to the AWS CLI, boto3 and the SDKs (AWS_ENDPOINT_URL); Ctrl-C stops")
+	addr := fs.String("addr", wire.DefaultAddr, "address of --serve (loopback only by default)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: taxistream local [--demo] [--watch] [flags] [FILE...]\n\nRuns IngestFunction, Firehose, ProcessFunction and ReplayFunction on the embedded local cloud with the\nsettings of template.yaml. FILEs are copied into raw/ (which triggers ingestion, as on AWS).")
+		fmt.Fprintln(stderr, "usage: taxistream local [--demo] [--watch] [--serve [--addr HOST:PORT]] [flags] [FILE...]\n\nRuns IngestFunction, Firehose, ProcessFunction and ReplayFunction on the embedded local cloud with the\nsettings of template.yaml. FILEs are copied into raw/ (which triggers ingestion, as on AWS).")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if !*demo && !*watch && fs.NArg() == 0 {
+	if !*demo && !*watch && !*serve && fs.NArg() == 0 {
 		fs.Usage()
-		return fmt.Errorf("%w: give files, --demo or --watch", errUsage)
+		return fmt.Errorf("%w: give files, --demo, --watch or --serve", errUsage)
 	}
 	for _, name := range fs.Args() { // before the cloud starts
 		if _, err := feed.StatInput(name); err != nil {
@@ -149,6 +152,13 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	fmt.Fprintf(stderr, "local cloud up: bucket %s (%s), stream %s (%d shard(s), limits %s), template %s\n",
 		cloud.Bucket.Name(), cloud.Bucket.Dir(), cloud.Stream.Name(), cloud.Settings.Stream.ShardCount, onOff(!opts.LimitsOff), opts.TemplatePath)
 
+	stopServe := func() {}
+	if *serve {
+		if stopServe, err = startServe(cloud, *addr, stderr); err != nil {
+			return err
+		}
+		defer stopServe()
+	}
 	runCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	stopProgress := startProgress(runCtx, cloud, stderr, *quiet)
@@ -164,13 +174,18 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return err
 		}
 	}
-	if *watch {
-		fmt.Fprintf(stderr, "watching %s: copy trip files there; Ctrl-C to stop\n", filepath.Join(cloud.Bucket.Dir(), "raw"))
-		werr := cloud.Bucket.Watch(ctx, "raw/", time.Second, func(err error) { fmt.Fprintln(stderr, "watch:", err) })
-		if werr != nil && !errors.Is(werr, context.Canceled) {
-			stopProgress()
-			return werr
+	if *watch || *serve {
+		if *watch {
+			fmt.Fprintf(stderr, "watching %s: copy trip files there; Ctrl-C to stop\n", filepath.Join(cloud.Bucket.Dir(), "raw"))
+			werr := cloud.Bucket.Watch(ctx, "raw/", time.Second, func(err error) { fmt.Fprintln(stderr, "watch:", err) })
+			if werr != nil && !errors.Is(werr, context.Canceled) {
+				stopProgress()
+				return werr
+			}
+		} else {
+			<-ctx.Done()
 		}
+		stopServe() // nothing new arrives while the pipeline drains
 		// Ctrl-C: finish what is in flight with a fresh deadline.
 		runCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), *timeout)
 		defer cancel()
@@ -191,6 +206,11 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return err
 		}
 	}
+	report, err := writeRunReport(context.WithoutCancel(ctx), cloud, lf.dir, &sum)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "report: %s\n", report)
 	if !sum.Reconciled {
 		return errors.New("not every row is accounted for (see the reconciliation above)")
 	}
@@ -286,7 +306,7 @@ func printSummary(w io.Writer, s local.Summary, cloud *local.Cloud) {
 	fmt.Fprintf(w, "  throttled, retried %d entries throttled, %d retries\n", s.Throttled, s.Retries)
 	fmt.Fprintf(w, "  continuations      %d\n", s.Continuations)
 	fmt.Fprintf(w, "  archive            %d objects, %d records (%d distinct), %d error objects\n", s.ArchiveObjects, s.ArchiveRecords, s.ArchiveDistinct, s.ArchiveErrors)
-	fmt.Fprintf(w, "  trips processed    %d in %d Parquet objects\n", s.TripsProcessed, s.TripObjects)
+	fmt.Fprintf(w, "  trips processed    %d in %d Parquet objects (%d distinct, %d processed_duplicates)\n", s.TripsProcessed, s.TripObjects, s.TripsDistinct, s.ProcessedDuplicates)
 	fmt.Fprintf(w, "  quarantined        %d\n", s.Quarantined)
 	fmt.Fprintf(w, "  windows written    %d\n", s.Windows)
 	fmt.Fprintf(w, "  failure records    %d\n", s.FailureRecords)

@@ -567,7 +567,7 @@ const (
 	// one shard whatever the machine's speed: Put writes as soon as 500 records wait, and the pacer lets
 	// at most 100 (its burst) + 2,000 (two seconds of refill) through in the 2 s window, so at most
 	// ~2,600 rows are read and at least one continuation always happens.
-	continuationRepeat  = 12
+	continuationRepeat = 12
 	// AWS_LAMBDA_FUNCTION_TIMEOUT (whole seconds) and DEADLINE_MARGIN: a 2 s reading window, then up to
 	// 23 s for the flush and 5 s kept for the manifest and the Invoke. On an idle machine an invocation
 	// takes the window plus a fraction of a second; the long margin only matters under load, where

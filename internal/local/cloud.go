@@ -62,8 +62,10 @@ type Options struct {
 	PollInterval time.Duration
 	// AsyncRetryDelays of the Lambda runtime; default 1 s, 2 s (AWS waits about 1 and 2 minutes).
 	AsyncRetryDelays []time.Duration
-	// S3Faults makes one function's S3 writes fail (see S3Faults).
+	// S3Faults makes one function's S3 calls fail (see S3Faults).
 	S3Faults S3Faults
+	// FunctionFaults makes one function's invocations fail after its handler ran (see FunctionFaults).
+	FunctionFaults FunctionFaults
 	// FunctionTimeouts override the template's Timeout of functions, by logical id.
 	FunctionTimeouts map[string]time.Duration
 	// Env overrides or adds environment variables of functions, by logical id, e.g.
@@ -83,6 +85,7 @@ type Cloud struct {
 	ESM      *esm.ESM           // nil when ProcessFunction has no Kinesis event
 	Lambda   *locallambda.Runtime
 	Trigger  *trigger.Trigger
+	Timeline *Timeline // what the services did, per second and per call (timeline.go)
 
 	dir          string
 	pollInterval time.Duration
@@ -92,6 +95,7 @@ type Cloud struct {
 	failures     []string       // keys of on-failure records written under <Dir>/failures/
 	quiet        map[string]int // keys whose next ObjectCreated is not notified (PutObjectQuietly)
 	faulty       *faultyBucket  // the bucket of S3Faults.Function, nil without S3 faults
+	faultyFn     *faultyHandler // the handler of FunctionFaults.Function, nil without function faults
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
 }
@@ -158,15 +162,16 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	if shards == 0 {
 		shards = 1 // ON_DEMAND starts with a few shards on AWS; one is enough locally
 	}
+	c.startTimeline(opts, shards)
 	if c.Stream, err = stream.New(stream.Config{
 		Name: s.Stream.Name, Region: s.Region, ShardCount: shards, RetentionHours: s.Stream.RetentionHours,
-		LimitsOff: opts.LimitsOff, Faults: opts.Faults,
+		LimitsOff: opts.LimitsOff, Faults: opts.Faults, Observer: c.Timeline,
 	}); err != nil {
 		return fmt.Errorf("creating the local stream: %w", err)
 	}
 	c.Lambda = locallambda.New(locallambda.Config{
 		Region: s.Region, AccountID: s.AccountID, RetryDelays: opts.AsyncRetryDelays,
-		Logger: slog.New(slog.NewJSONHandler(c.logs, nil)),
+		Logger: slog.New(slog.NewJSONHandler(c.logs, nil)), Observer: c.Timeline.observeInvocation,
 	})
 	if err := c.registerFunctions(ctx, opts); err != nil {
 		return err
@@ -193,6 +198,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 			OnFailure:    c.onFailure("esm"),
 			PollInterval: opts.PollInterval,
 			Logger:       slog.New(slog.NewJSONHandler(c.logs, nil)),
+			Observer:     c.Timeline.observeBatch,
 		}, c.Stream); err != nil {
 			return fmt.Errorf("creating the local event source mapping: %w", err)
 		}
@@ -255,6 +261,14 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 		}
 		if _, ok := s.Functions[opts.S3Faults.Function]; !ok {
 			return fmt.Errorf("S3 faults for %s: no such function in the template", opts.S3Faults.Function)
+		}
+	}
+	if opts.FunctionFaults.on() {
+		if opts.FunctionFaults.Function == "" {
+			opts.FunctionFaults.Function = ProcessFunction
+		}
+		if _, ok := s.Functions[opts.FunctionFaults.Function]; !ok {
+			return fmt.Errorf("function faults for %s: no such function in the template", opts.FunctionFaults.Function)
 		}
 	}
 	for id, fn := range s.Functions {
@@ -333,6 +347,17 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 			}
 			lf.Handler = h
 		}
+		if (opts.S3Faults.on() && opts.S3Faults.Function == id) || (opts.FunctionFaults.on() && opts.FunctionFaults.Function == id) {
+			ff := opts.FunctionFaults
+			if ff.Function != id {
+				ff = FunctionFaults{} // only the invocation context, for S3Faults' hung calls
+			}
+			fh := newFaultyHandler(lf.Handler, ff)
+			if ff.on() {
+				c.faultyFn = fh
+			}
+			lf.Handler = fh
+		}
 		if opts.WrapHandler != nil {
 			lf.Handler = opts.WrapHandler(id, lf.Handler)
 		}
@@ -375,8 +400,16 @@ func (c *Cloud) PutObjectQuietly(ctx context.Context, key string, body io.Reader
 	return c.Bucket.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(c.Bucket.Name()), Key: aws.String(key), Body: body})
 }
 
-// S3FaultStats returns the counters of the injected S3 write failures (zero without Options.S3Faults).
+// S3FaultStats returns the counters of the injected S3 failures (zero without Options.S3Faults).
 func (c *Cloud) S3FaultStats() S3FaultStats { return c.faulty.stats() }
+
+// FunctionFaultStats returns the counters of the injected function errors (zero without
+// Options.FunctionFaults).
+func (c *Cloud) FunctionFaultStats() FunctionFaultStats { return c.faultyFn.stats() }
+
+// Logs is where the functions and the services log (<Dir>/logs/functions.log unless Options.Logs), for
+// services started beside the cloud, such as the wire server of `taxistream local --serve`.
+func (c *Cloud) Logs() io.Writer { return c.logs }
 
 // FunctionName returns the deployed name of a function by logical id.
 func (c *Cloud) FunctionName(logicalID string) string { return c.Settings.Functions[logicalID].Name }
@@ -499,9 +532,9 @@ func (c *Cloud) Close() error {
 	if c.Lambda != nil {
 		c.Lambda.Close()
 	}
-	var err error
+	err := c.saveTimelineOnClose()
 	if c.Bucket != nil {
-		err = c.Bucket.Close()
+		err = errors.Join(err, c.Bucket.Close())
 	}
 	if c.logFile != nil {
 		c.logFile.Close()

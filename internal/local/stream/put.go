@@ -108,9 +108,16 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 
 	out := &kinesis.PutRecordsOutput{Records: make([]types.PutRecordsResultEntry, len(entries)), EncryptionType: types.EncryptionTypeNone}
 	failed := int32(0)
+	var seen []PutEntryOutcome // for the observer
+	if s.observer != nil {
+		seen = make([]PutEntryOutcome, len(entries))
+	}
 	for i, e := range entries {
 		sh := s.route(e.hash)
 		res := &out.Records[i]
+		if seen != nil {
+			seen[i] = PutEntryOutcome{Shard: sh.id, Size: len(e.data) + len(e.key), Data: e.data}
+		}
 		if s.faults.InternalFailureRate > 0 && s.rng.Float64() < s.faults.InternalFailureRate {
 			res.ErrorCode, res.ErrorMessage = aws.String(ErrCodeInternalFailure), aws.String("Internal service failure.")
 			s.stats.InternalFailures++
@@ -133,6 +140,9 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 			sh.winBytes += size
 		}
 		seq := s.nextSeq(sh)
+		if seen != nil {
+			seen[i].Counter = s.counter
+		}
 		seqInt, _ := new(big.Int).SetString(seq, 10)
 		sh.recs = append(sh.recs, record{seq: seq, seqInt: seqInt, key: e.key, data: e.data, arrival: arrival})
 		s.bytes += int64(size)
@@ -142,6 +152,12 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 	}
 	out.FailedRecordCount = aws.Int32(failed)
 	s.trim(now)
+	if seen != nil {
+		for i := range seen {
+			seen[i].ErrorCode = aws.ToString(out.Records[i].ErrorCode)
+		}
+		s.observer.ObservePut(PutObservation{Time: now, Entries: seen, TimedOut: storeThenFail})
+	}
 	if storeThenFail {
 		s.stats.RequestErrors++
 		return out, &TimeoutError{Op: op}
