@@ -31,6 +31,7 @@ type Config struct {
 	IngestFunction    string        // INGEST_FUNCTION_NAME (replay)
 	MaxInFlight       int           // REPLAY_MAX_IN_FLIGHT (replay), default 4: ingest invocations started per replay invocation at once
 	ZoneLookup        string        // ZONE_LOOKUP (process): "s3://bucket/key", a key in BUCKET_NAME, or a file path; "" for none
+	ZoneShapes        string        // ZONE_SHAPES (process): TLC's taxi_zones.zip or a GeoJSON, located like ZONE_LOOKUP; "" for none
 	MetricsNamespace  string        // METRICS_NAMESPACE, default taxistream
 	LogLevel          string        // AWS_LAMBDA_LOG_LEVEL (LoggingConfig), else LOG_LEVEL, default INFO
 	LogFormat         string        // AWS_LAMBDA_LOG_FORMAT (LoggingConfig): JSON (the default here) or Text
@@ -47,6 +48,7 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 		FunctionName:      strings.TrimSpace(getenv("AWS_LAMBDA_FUNCTION_NAME")),
 		IngestFunction:    strings.TrimSpace(getenv("INGEST_FUNCTION_NAME")),
 		ZoneLookup:        strings.TrimSpace(getenv("ZONE_LOOKUP")),
+		ZoneShapes:        strings.TrimSpace(getenv("ZONE_SHAPES")),
 		MetricsNamespace:  orDefault(getenv("METRICS_NAMESPACE"), "taxistream"),
 		LogLevel:          orDefault(getenv("AWS_LAMBDA_LOG_LEVEL"), orDefault(getenv("LOG_LEVEL"), "INFO")),
 		LogFormat:         orDefault(getenv("AWS_LAMBDA_LOG_FORMAT"), "JSON"),
