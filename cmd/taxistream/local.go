@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/taxistream/taxistream/internal/compact"
 	"github.com/taxistream/taxistream/internal/feed"
 	"github.com/taxistream/taxistream/internal/local"
 	"github.com/taxistream/taxistream/internal/local/stream"
@@ -130,10 +131,11 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	summaryJSON := fs.String("summary-json", "", "also write the summary as JSON to this file")
 	timeout := fs.Duration("timeout", 15*time.Minute, "give up when the pipeline is not idle after this long")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	compactIdle := fs.Bool("compact", true, "once the pipeline is idle, run CompactFunction over processed/trips/ (as its schedule does on AWS)")
 	serve := fs.Bool("serve", false, "keep running and serve the bucket (S3) and the stream (Kinesis) on --addr to the AWS CLI, boto3 and the SDKs (AWS_ENDPOINT_URL); Ctrl-C stops")
 	addr := fs.String("addr", wire.DefaultAddr, "address of --serve (loopback only by default)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: taxistream local [--demo] [--watch] [--serve [--addr HOST:PORT]] [flags] [FILE...]\n\nRuns IngestFunction, Firehose, ProcessFunction and ReplayFunction on the embedded local cloud with the\nsettings of template.yaml. FILEs are copied into raw/ (which triggers ingestion, as on AWS).")
+		fmt.Fprintln(stderr, "usage: taxistream local [--demo] [--watch] [--serve [--addr HOST:PORT]] [flags] [FILE...]\n\nRuns IngestFunction, Firehose, ProcessFunction, ReplayFunction and CompactFunction on the embedded local\ncloud with the settings of template.yaml. FILEs are copied into raw/ (which triggers ingestion, as on AWS);\nonce the pipeline is idle, CompactFunction merges processed/trips/ (--compact=false skips it).")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -204,10 +206,17 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return fmt.Errorf("waiting for the pipeline to finish: %w", err)
 	}
+	var compaction *local.CompactionSummary
+	if *compactIdle {
+		if compaction, err = cloud.Compact(runCtx, compact.Request{}); err != nil {
+			return fmt.Errorf("compacting processed/trips/: %w", err)
+		}
+	}
 	sum, err := cloud.Summarize(context.WithoutCancel(ctx))
 	if err != nil {
 		return err
 	}
+	sum.Compaction = compaction
 	printSummary(stdout, sum, cloud)
 	if *summaryJSON != "" {
 		b, _ := json.MarshalIndent(sum, "", "  ")
@@ -316,6 +325,11 @@ func printSummary(w io.Writer, s local.Summary, cloud *local.Cloud) {
 	fmt.Fprintf(w, "  continuations      %d\n", s.Continuations)
 	fmt.Fprintf(w, "  archive            %d objects, %d records (%d distinct), %d error objects\n", s.ArchiveObjects, s.ArchiveRecords, s.ArchiveDistinct, s.ArchiveErrors)
 	fmt.Fprintf(w, "  trips processed    %d in %d Parquet objects (%d distinct, %d processed_duplicates)\n", s.TripsProcessed, s.TripObjects, s.TripsDistinct, s.ProcessedDuplicates)
+	if c := s.Compaction; c != nil {
+		r := c.Result
+		fmt.Fprintf(w, "  compaction         %d → %d Parquet objects in %d partitions (%d rows merged, %d duplicates dropped, %.1f s)\n",
+			c.FilesBefore, c.FilesAfter, c.Partitions, r.RowsIn, r.Duplicates, c.Seconds)
+	}
 	fmt.Fprintf(w, "  quarantined        %d\n", s.Quarantined)
 	fmt.Fprintf(w, "  windows written    %d\n", s.Windows)
 	fmt.Fprintf(w, "  failure records    %d\n", s.FailureRecords)
