@@ -56,11 +56,8 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fmt.Fprintln(stderr, "usage: taxistream bench [flags]\n\nMeasures conversion vs the workshop baseline, Parquet input vs DuckDB, one shard's saturation, ingest end to end\nwith peak memory, consumer trips/s per core, cold starts, whole local runs (limits off, and limits on over\nseveral shards) and the Lambda cost they imply; prints a table and writes JSON.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())

@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/local"
-	"github.com/taxistream/taxistream/internal/producer"
 	"github.com/taxistream/taxistream/internal/samtemplate"
 )
 
@@ -107,7 +107,7 @@ func costOf(r *Results, opts *Options) *CostSection {
 	for _, shards := range []int{1, 2, 4, 8, 16} {
 		m := CostMonth{Shards: shards}
 		cpuSeconds := c.IngestCPUPerM * monthM / min(1, float64(c.IngestMemoryMB)/lambdaMBPerVCPU)
-		ioSeconds := c.BytesPerM * monthM / (float64(shards) * producer.ShardBytesPerSecond)
+		ioSeconds := c.BytesPerM * monthM / (float64(shards) * kinesislimit.ShardWriteBytesPerSecond)
 		m.IngestSeconds = max(cpuSeconds, ioSeconds)
 		m.IngestBoundByIO = ioSeconds > cpuSeconds
 		m.IngestGBs = m.IngestSeconds * float64(c.IngestMemoryMB) / 1024

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/local"
 	"github.com/taxistream/taxistream/internal/producer"
 )
@@ -325,7 +326,7 @@ func childLocalRun(ctx context.Context, args []string) (childResult, error) {
 			lr.ShardShares = append(lr.ShardShares, float64(sh.BytesStored)/float64(st.BytesStored))
 		}
 	}
-	lr.UniformBound = float64(st.BytesStored) / (float64(*shards) * producer.ShardBytesPerSecond)
+	lr.UniformBound = float64(st.BytesStored) / (float64(*shards) * kinesislimit.ShardWriteBytesPerSecond)
 	if lr.UniformBound > 0 && lr.Ingest > 0 {
 		lr.OverBound = lr.Ingest/lr.UniformBound - 1
 		lr.StreamShareUsed = lr.UniformBound / lr.Ingest

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/testenv"
 )
 
@@ -123,9 +124,9 @@ func TestBalancedRouting(t *testing.T) {
 					}
 					checkWindowLimits(t, id, ws)
 				}
-				bound := time.Duration(float64(st.Bytes) / (float64(shards) * ShardBytesPerSecond) * float64(time.Second))
+				bound := time.Duration(float64(st.Bytes) / (float64(shards) * kinesislimit.ShardWriteBytesPerSecond) * float64(time.Second))
 				if !aggregate {
-					bound = max(bound, time.Duration(float64(st.KinesisRecords)/(float64(shards)*ShardRecordsPerSecond)*float64(time.Second)))
+					bound = max(bound, time.Duration(float64(st.KinesisRecords)/(float64(shards)*kinesislimit.ShardWriteRecordsPerSecond)*float64(time.Second)))
 				}
 				if took > bound*105/100 {
 					t.Errorf("took %v of stream time, uniform bound %v: %.1f %% over (want ≤ 5 %%)", took, bound, 100*(float64(took)/float64(bound)-1))
@@ -183,7 +184,7 @@ func checkWindowLimits(t *testing.T, shard string, ws []struct {
 			records++
 			b += ws[j].bytes
 		}
-		if records > ShardRecordsPerSecond || (b > ShardBytesPerSecond && records > 1) {
+		if records > kinesislimit.ShardWriteRecordsPerSecond || (b > kinesislimit.ShardWriteBytesPerSecond && records > 1) {
 			t.Fatalf("shard %s: %d records, %d bytes within one second", shard, records, b)
 		}
 	}
@@ -418,7 +419,7 @@ func TestPacingLateWakeups(t *testing.T) {
 	}
 	checkSkewedDelivered(t, s, 60_000)
 	st := p.Stats()
-	bound := time.Duration(float64(st.Bytes) / (4 * ShardBytesPerSecond) * float64(time.Second))
+	bound := time.Duration(float64(st.Bytes) / (4 * kinesislimit.ShardWriteBytesPerSecond) * float64(time.Second))
 	took := clock.Now().Sub(start)
 	if took > bound*105/100 || st.Throttled != 0 {
 		t.Errorf("took %v of stream time for a bound of %v (%+.1f %%), %d throttled", took, bound, 100*(float64(took)/float64(bound)-1), st.Throttled)

@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 // sendOne writes one request: waits (bounded by ctx) until some shard may send, then sends what the
@@ -70,10 +72,10 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 	// RouteBalanced: a shard takes at most its share of a request (of what is ready, up to a
 	// request's limits), so that when pacing allows more (a stream without limits) the shards still
 	// get equal parts.
-	shareRecords, shareBytes := float64(MaxRecordsPerRequest), float64(MaxRequestBytes)
+	shareRecords, shareBytes := float64(kinesislimit.MaxRecordsPerRequest), float64(kinesislimit.MaxRequestBytes)
 	if p.cfg.Routing == RouteBalanced && n > 0 {
-		shareRecords = float64(min(MaxRecordsPerRequest, p.readyCount)) / float64(n)
-		shareBytes = float64(min(MaxRequestBytes, p.readyBytes)) / float64(n)
+		shareRecords = float64(min(kinesislimit.MaxRecordsPerRequest, p.readyCount)) / float64(n)
+		shareBytes = float64(min(kinesislimit.MaxRequestBytes, p.readyBytes)) / float64(n)
 	}
 	order := p.order
 	if p.cfg.Routing == RouteBalanced {
@@ -84,7 +86,7 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 		}
 		slices.SortStableFunc(order, func(a, b string) int { return cmp.Compare(p.states[a].taken, p.states[b].taken) })
 	}
-	for k := 0; k < n && len(req) < MaxRecordsPerRequest; k++ {
+	for k := 0; k < n && len(req) < kinesislimit.MaxRecordsPerRequest; k++ {
 		id := order[k]
 		if p.cfg.Routing != RouteBalanced {
 			id = p.order[(p.next+k)%n]
@@ -95,10 +97,10 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 			continue
 		}
 		taken, takenBytes := 0, 0.0
-		for len(*q) > 0 && len(req) < MaxRecordsPerRequest {
+		for len(*q) > 0 && len(req) < kinesislimit.MaxRecordsPerRequest {
 			r := (*q)[0]
 			size := float64(r.size())
-			if bytes+r.size() > MaxRequestBytes || (taken > 0 && !p.inBatch(taken, takenBytes, size)) {
+			if bytes+r.size() > kinesislimit.MaxRequestBytes || (taken > 0 && !p.inBatch(taken, takenBytes, size)) {
 				break
 			}
 			if taken > 0 && (float64(taken+1) > shareRecords || takenBytes+size > shareBytes) {
@@ -145,8 +147,8 @@ func (p *Producer) queueOf(s *shardState) *[]*kRecord {
 // inBatch says whether a record of size bytes joins a batch that has records and bytes already.
 func (p *Producer) inBatch(records int, bytes, size float64) bool {
 	return !p.cfg.Ordered && float64(records+1) <= max(1, p.recordsRate*batchFraction) &&
-		bytes+size <= p.bytesRate*batchFraction && records < MaxRecordsPerRequest &&
-		bytes+size <= MaxRequestBytes
+		bytes+size <= p.bytesRate*batchFraction && records < kinesislimit.MaxRecordsPerRequest &&
+		bytes+size <= kinesislimit.MaxRequestBytes
 }
 
 // batchReadyAt returns when shard s may send its next batch from queue q.
