@@ -141,6 +141,9 @@ type shard struct {
 	winRecs  int
 	winBytes int
 
+	// Counters since creation (Stats.Shards).
+	storedRecs, storedBytes, throttled int64
+
 	readSec    int64
 	readCalls  int
 	readTokens float64
