@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/taxistream/taxistream/internal/convert"
+	"github.com/taxistream/taxistream/internal/feed"
 )
 
 // cmdConvert converts trip files (.csv, .csv.gz, .parquet; - for stdin) to the stream's JSON records on
@@ -30,11 +31,8 @@ func cmdConvert(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fmt.Fprintln(stderr, "usage: taxistream convert [flags] FILE... (- for stdin)\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	switch *taxi {
 	case "", "yellow", "green", "fhv", "fhvhv":
@@ -43,6 +41,14 @@ func cmdConvert(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	if fs.NArg() == 0 {
 		return fmt.Errorf("%w: no input files (use - for stdin)", errUsage)
+	}
+	for _, name := range fs.Args() { // before anything is converted
+		if name == "-" {
+			continue
+		}
+		if _, err := feed.StatInput(name); err != nil {
+			return err
+		}
 	}
 	out := bufio.NewWriterSize(stdout, 1<<20)
 	var failed []string

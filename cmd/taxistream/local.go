@@ -17,6 +17,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/taxistream/taxistream/internal/compact"
+	"github.com/taxistream/taxistream/internal/feed"
 	"github.com/taxistream/taxistream/internal/local"
 	"github.com/taxistream/taxistream/internal/local/stream"
 	"github.com/taxistream/taxistream/internal/local/wire"
@@ -137,12 +138,17 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fmt.Fprintln(stderr, "usage: taxistream local [--demo] [--watch] [--serve [--addr HOST:PORT]] [flags] [FILE...]\n\nRuns IngestFunction, Firehose, ProcessFunction, ReplayFunction and CompactFunction on the embedded local\ncloud with the settings of template.yaml. FILEs are copied into raw/ (which triggers ingestion, as on AWS);\nonce the pipeline is idle, CompactFunction merges processed/trips/ (--compact=false skips it).")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if !*demo && !*watch && !*serve && fs.NArg() == 0 {
 		fs.Usage()
 		return fmt.Errorf("%w: give files, --demo, --watch or --serve", errUsage)
+	}
+	for _, name := range fs.Args() { // before the cloud starts
+		if _, err := feed.StatInput(name); err != nil {
+			return err
+		}
 	}
 	opts, err := lf.options()
 	if err != nil {

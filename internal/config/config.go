@@ -26,6 +26,7 @@ type Config struct {
 	Stream            string        // STREAM_NAME (ingest): stream name or ARN
 	PartitionKeyField string        // PARTITION_KEY_FIELD (ingest), default pu_location_id; "random" for random keys
 	Aggregate         bool          // KPL_AGGREGATION (ingest), default true
+	ShardRouting      string        // SHARD_ROUTING (ingest): balanced (default) or key; see producer.Routing
 	DeadlineMargin    time.Duration // DEADLINE_MARGIN (ingest, replay), default 30s
 	MaxContinuations  int           // MAX_CONTINUATIONS (ingest, replay), default 200
 	FunctionName      string        // AWS_LAMBDA_FUNCTION_NAME (set by Lambda): the function itself, for continuations
@@ -36,6 +37,7 @@ type Config struct {
 	CompactTargetMB   int           // COMPACT_TARGET_FILE_MB (compact), default 128: size of the files a compaction writes
 	MetricsNamespace  string        // METRICS_NAMESPACE, default taxistream
 	LogLevel          string        // AWS_LAMBDA_LOG_LEVEL (LoggingConfig), else LOG_LEVEL, default INFO
+	LogFormat         string        // AWS_LAMBDA_LOG_FORMAT (LoggingConfig): JSON (the default here) or Text
 }
 
 // Load reads the settings of fn from getenv (os.Getenv in main) and returns every problem joined. It is
@@ -46,12 +48,14 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 		Bucket:            strings.TrimSpace(getenv("BUCKET_NAME")),
 		Stream:            strings.TrimSpace(getenv("STREAM_NAME")),
 		PartitionKeyField: orDefault(getenv("PARTITION_KEY_FIELD"), "pu_location_id"),
+		ShardRouting:      orDefault(getenv("SHARD_ROUTING"), "balanced"),
 		FunctionName:      strings.TrimSpace(getenv("AWS_LAMBDA_FUNCTION_NAME")),
 		IngestFunction:    strings.TrimSpace(getenv("INGEST_FUNCTION_NAME")),
 		ZoneLookup:        strings.TrimSpace(getenv("ZONE_LOOKUP")),
 		ZoneShapes:        strings.TrimSpace(getenv("ZONE_SHAPES")),
 		MetricsNamespace:  orDefault(getenv("METRICS_NAMESPACE"), "taxistream"),
 		LogLevel:          orDefault(getenv("AWS_LAMBDA_LOG_LEVEL"), orDefault(getenv("LOG_LEVEL"), "INFO")),
+		LogFormat:         orDefault(getenv("AWS_LAMBDA_LOG_FORMAT"), "JSON"),
 	}
 	var err error
 	if c.Aggregate, err = parseBool(getenv, "KPL_AGGREGATION", true); err != nil {
@@ -65,6 +69,9 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 	}
 	if c.MaxInFlight, err = parseInt(getenv, "REPLAY_MAX_IN_FLIGHT", 4, 1); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ShardRouting != "balanced" && c.ShardRouting != "key" {
+		errs = append(errs, fmt.Errorf("SHARD_ROUTING=%q: want balanced or key", c.ShardRouting))
 	}
 	if c.CompactTargetMB, err = parseInt(getenv, "COMPACT_TARGET_FILE_MB", 128, 1); err != nil {
 		errs = append(errs, err)

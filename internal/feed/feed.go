@@ -9,16 +9,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 
 	"github.com/taxistream/taxistream/internal/convert"
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/producer"
 )
 
@@ -34,9 +36,10 @@ type Input struct {
 
 // Options configure a run.
 type Options struct {
-	Stream            string  // stream name or ARN
-	PartitionKeyField string  // record field for the partition key; "" or "random" for random keys
-	Aggregate         bool    // KPL aggregation
+	Stream            string // stream name or ARN
+	PartitionKeyField string // record field for the partition key; "" or "random" for random keys
+	Aggregate         bool   // KPL aggregation
+	Routing           producer.Routing
 	DryRun            bool    // write records to Out instead of sending
 	Rate              float64 // records per second across all shards; 0 = only the shards' limits
 	FlushEvery        int     // user records between flushes; 0 = 10,000
@@ -107,7 +110,7 @@ func Run(ctx context.Context, client producer.Client, inputs []Input, opts Optio
 			}
 		}
 		// Retries are bounded by Ctrl-C, not by a count: a brownout delays the run, it does not drop rows.
-		cfg := producer.Config{Aggregate: opts.Aggregate, MaxRetries: -1}
+		cfg := producer.Config{Aggregate: opts.Aggregate, Routing: opts.Routing, MaxRetries: -1}
 		if isARN(opts.Stream) {
 			cfg.StreamARN = opts.Stream
 		} else {
@@ -126,8 +129,8 @@ func Run(ctx context.Context, client producer.Client, inputs []Input, opts Optio
 	if opts.DryRun && opts.Out != nil {
 		out = bufio.NewWriterSize(opts.Out, 256<<10)
 	}
-	defer out.Flush()
 	var bytesBefore int64
+	var fatal error
 	for _, in := range inputs {
 		fs, err := feedOne(ctx, p, in, opts, limiter, out, &sum, start, bytesBefore)
 		bytesBefore += in.Size
@@ -141,10 +144,14 @@ func Run(ctx context.Context, client producer.Client, inputs []Input, opts Optio
 			break
 		}
 		if err != nil && errors.Is(err, errFatal) {
-			return finish(sum, p, start), err
+			fatal = err
+			break
 		}
 	}
-	return finish(sum, p, start), nil
+	if err := out.Flush(); err != nil {
+		fatal = errors.Join(fatal, fmt.Errorf("writing the records: %w", err))
+	}
+	return finish(sum, p, start), fatal
 }
 
 var errFatal = errors.New("producer failed")
@@ -226,7 +233,7 @@ func feedOne(ctx context.Context, p Producer, in Input, opts Options, limiter *r
 		// wait is cut short by Ctrl-C.
 		stopping := limiter != nil && limiter.Wait(ctx) != nil
 		if opts.DryRun {
-			out.Write(rec.JSON)
+			out.Write(rec.JSON) // an error sticks to the bufio.Writer: Run's final Flush returns it
 			pending++
 		} else {
 			key := partitionKey(rr, opts.PartitionKeyField)
@@ -265,11 +272,11 @@ func feedOne(ctx context.Context, p Producer, in Input, opts Options, limiter *r
 
 func partitionKey(rr convert.RowReader, field string) string {
 	if field != "" && field != "random" {
-		if v := rr.Value(field); v != "" && len(v) <= 256 {
+		if v := rr.Value(field); v != "" && utf8.RuneCountInString(v) <= kinesislimit.MaxPartitionKeyLength {
 			return v
 		}
 	}
-	return fmt.Sprintf("%032x", rand.Uint64()) // random: spreads rows evenly over the shards
+	return producer.RandomKey()
 }
 
 func open(ctx context.Context, in Input) (convert.RowReader, func(), error) {
@@ -337,12 +344,9 @@ func LocalInputs(args []string, stdin io.Reader) ([]Input, error) {
 		}
 		sort.Strings(matches)
 		for _, m := range matches {
-			fi, err := os.Stat(m)
+			fi, err := StatInput(m)
 			if err != nil {
 				return nil, err
-			}
-			if fi.IsDir() {
-				return nil, fmt.Errorf("%s is a directory (use a glob such as %s/*.csv)", m, m)
 			}
 			name := m
 			inputs = append(inputs, Input{
@@ -361,6 +365,23 @@ func LocalInputs(args []string, stdin io.Reader) ([]Input, error) {
 		}
 	}
 	return inputs, nil
+}
+
+// StatInput checks that name is an input file and returns its FileInfo: a missing file or a directory
+// is an error that says what to give instead (every command that takes files uses it, so that a
+// mistake is reported before anything starts).
+func StatInput(name string) (os.FileInfo, error) {
+	fi, err := os.Stat(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: no such file", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory (use a glob such as %s/*.csv)", name, strings.TrimSuffix(name, "/"))
+	}
+	return fi, nil
 }
 
 func isARN(s string) bool { return len(s) > 4 && s[:4] == "arn:" }

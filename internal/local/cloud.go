@@ -48,7 +48,8 @@ type Options struct {
 	TemplatePath string            // default template.yaml
 	Overrides    map[string]string // template parameter overrides (ParameterKey → value)
 	StackName    string            // default taxistream
-	// LimitsOff turns the stream's per-shard throughput limits off (they are on by default, like AWS).
+	// LimitsOff turns every throughput limit off (they are on by default, like AWS): the stream's
+	// per-shard write and read limits, the producer's pacing and the waits they cause (limits.go).
 	LimitsOff bool
 	Faults    stream.Faults
 	// ZoneLookup is a zone lookup CSV for ProcessFunction: a file path, or a key in the bucket. It
@@ -114,6 +115,9 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	}
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 500 * time.Millisecond
+		if opts.LimitsOff {
+			opts.PollInterval = limitsOffPollInterval
+		}
 	}
 	if len(opts.AsyncRetryDelays) == 0 {
 		opts.AsyncRetryDelays = []time.Duration{time.Second, 2 * time.Second}
@@ -172,7 +176,11 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	}
 	c.Lambda = locallambda.New(locallambda.Config{
 		Region: s.Region, AccountID: s.AccountID, RetryDelays: opts.AsyncRetryDelays,
-		Logger: slog.New(slog.NewJSONHandler(c.logs, nil)), Observer: c.Timeline.observeInvocation,
+		// The event source mapping runs one batch per shard at a time: a function's concurrency must
+		// allow one per shard (AWS's default account limit is 1,000), or a stream of more than 10 shards
+		// would throttle ProcessFunction into its failure destination.
+		DefaultConcurrency: max(locallambda.DefaultConcurrency, shards),
+		Logger:             slog.New(slog.NewJSONHandler(c.logs, nil)), Observer: c.Timeline.observeInvocation,
 	})
 	if err := c.registerFunctions(ctx, opts); err != nil {
 		return err
@@ -191,7 +199,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 		ev := fn.KinesisEvents[0]
 		if c.ESM, err = esm.New(esm.Config{
 			FunctionName: fn.Name, FunctionARN: c.Lambda.ARN(fn.Name), StreamARN: c.Stream.ARN(),
-			BatchSize: ev.BatchSize, MaximumBatchingWindowInSeconds: ev.MaximumBatchingWindowInSeconds,
+			BatchSize: ev.BatchSize, MaximumBatchingWindowInSeconds: batchingWindow(ev.MaximumBatchingWindowInSeconds, opts.LimitsOff),
 			StartingPosition: ev.StartingPosition, FunctionResponseTypes: ev.FunctionResponseTypes,
 			BisectBatchOnFunctionError: ev.BisectBatchOnFunctionError, MaximumRetryAttempts: ev.MaximumRetryAttempts,
 			MaximumRecordAgeInSeconds: ev.MaximumRecordAgeInSeconds, TumblingWindowInSeconds: ev.TumblingWindowInSeconds,
@@ -226,7 +234,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 		go func() {
 			defer c.wg.Done()
 			if err := r.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-				fmt.Fprintf(c.logs, "{\"level\":\"ERROR\",\"msg\":\"local service stopped\",\"error\":%q}\n", err.Error())
+				fmt.Fprintf(c.logs, "{\"level\":\"ERROR\",\"message\":\"local service stopped\",\"error\":%q}\n", err.Error())
 			}
 		}()
 	}
@@ -278,6 +286,7 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 			env[k] = v
 		}
 		env["AWS_LAMBDA_LOG_LEVEL"] = fn.ApplicationLogLevel
+		env["AWS_LAMBDA_LOG_FORMAT"] = fn.LogFormat
 		if id == ProcessFunction && opts.ZoneLookup != "" {
 			env["ZONE_LOOKUP"] = opts.ZoneLookup
 		}
@@ -328,10 +337,14 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 		if err != nil {
 			return fmt.Errorf("configuring %s from the template: %w", id, err)
 		}
-		log := obs.NewLogger(c.logs, cfg.LogLevel).With("function", fn.Name)
+		log := obs.NewFormatLogger(c.logs, cfg.LogLevel, cfg.LogFormat).With("function", fn.Name)
 		switch id {
 		case IngestFunction:
-			h, err := ingest.New(ctx, cfg, ingest.Deps{S3: store, Kinesis: c.Stream, Lambda: c.Lambda, Log: log, Metrics: c.logs})
+			deps := ingest.Deps{S3: store, Kinesis: c.Stream, Lambda: c.Lambda, Log: log, Metrics: c.logs}
+			if opts.LimitsOff {
+				deps.NewProducer = unpacedProducer
+			}
+			h, err := ingest.New(ctx, cfg, deps)
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}

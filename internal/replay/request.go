@@ -3,8 +3,6 @@ package replay
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/google/uuid"
 )
 
 // RawPrefix is the only part of the bucket a replay may read: the pipeline's input (DESIGN.md, bucket prefixes).
@@ -165,7 +164,5 @@ func newReplayID(ctx context.Context, now time.Time) string {
 			return id
 		}
 	}
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return "replay-" + now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	return "replay-" + now.UTC().Format("20060102T150405Z") + "-" + uuid.NewString()[:8]
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 // Per-entry error codes of a PutRecords response.
@@ -127,10 +129,11 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 			if sh.winSec != sec {
 				sh.winSec, sh.winRecs, sh.winBytes = sec, 0, 0
 			}
-			if sh.winRecs+1 > ShardWriteRecordsPerSecond || (sh.winBytes+size > ShardWriteBytesPerSecond && sh.winBytes > 0) {
+			if sh.winRecs+1 > kinesislimit.ShardWriteRecordsPerSecond || (sh.winBytes+size > kinesislimit.ShardWriteBytesPerSecond && sh.winBytes > 0) {
 				res.ErrorCode = aws.String(ErrCodeThroughput)
 				res.ErrorMessage = aws.String(fmt.Sprintf("Rate exceeded for shard %s in stream %s under account %s.", sh.id, s.name, AccountID))
 				s.stats.Throttled++
+				sh.throttled++
 				failed++
 				continue
 			}
@@ -146,6 +149,8 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 		s.bytes += int64(size)
 		s.stats.RecordsStored++
 		s.stats.BytesStored += int64(size)
+		sh.storedRecs++
+		sh.storedBytes += int64(size)
 		res.SequenceNumber, res.ShardId = aws.String(seq), aws.String(sh.id)
 	}
 	out.FailedRecordCount = aws.Int32(failed)
@@ -179,8 +184,8 @@ func (s *Stream) validate(recs []types.PutRecordsRequestEntry) ([]entry, error) 
 	if len(recs) == 0 {
 		return nil, validation("1 validation error detected: Value '[]' at 'records' failed to satisfy constraint: Member must have length greater than or equal to 1")
 	}
-	if len(recs) > MaxRecordsPerRequest {
-		return nil, validation(fmt.Sprintf("1 validation error detected: Value '[...%d entries]' at 'records' failed to satisfy constraint: Member must have length less than or equal to %d", len(recs), MaxRecordsPerRequest))
+	if len(recs) > kinesislimit.MaxRecordsPerRequest {
+		return nil, validation(fmt.Sprintf("1 validation error detected: Value '[...%d entries]' at 'records' failed to satisfy constraint: Member must have length less than or equal to %d", len(recs), kinesislimit.MaxRecordsPerRequest))
 	}
 	entries := make([]entry, len(recs))
 	total := 0
@@ -189,8 +194,8 @@ func (s *Stream) validate(recs []types.PutRecordsRequestEntry) ([]entry, error) 
 		if r.PartitionKey == nil {
 			return nil, validation(fmt.Sprintf("1 validation error detected: Value null at 'records.%d.member.partitionKey' failed to satisfy constraint: Member must not be null", i+1))
 		}
-		if n := utf8.RuneCountInString(key); n < 1 || n > MaxPartitionKeyLength {
-			return nil, validation(fmt.Sprintf("1 validation error detected: Value '%s' at 'records.%d.member.partitionKey' failed to satisfy constraint: Member must have length between 1 and %d", key, i+1, MaxPartitionKeyLength))
+		if n := utf8.RuneCountInString(key); n < 1 || n > kinesislimit.MaxPartitionKeyLength {
+			return nil, validation(fmt.Sprintf("1 validation error detected: Value '%s' at 'records.%d.member.partitionKey' failed to satisfy constraint: Member must have length between 1 and %d", key, i+1, kinesislimit.MaxPartitionKeyLength))
 		}
 		size := len(r.Data) + len(key)
 		if size > s.maxRecordBytes {
@@ -207,8 +212,8 @@ func (s *Stream) validate(recs []types.PutRecordsRequestEntry) ([]entry, error) 
 		}
 		entries[i] = entry{data: append([]byte(nil), r.Data...), key: key, hash: h}
 	}
-	if total > MaxRequestBytes {
-		return nil, invalidArg(fmt.Sprintf("Records size exceeds %d MB limit: request is %d bytes.", MaxRequestBytes>>20, total))
+	if total > kinesislimit.MaxRequestBytes {
+		return nil, invalidArg(fmt.Sprintf("Records size exceeds %d MB limit: request is %d bytes.", kinesislimit.MaxRequestBytes>>20, total))
 	}
 	return entries, nil
 }

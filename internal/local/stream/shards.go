@@ -248,6 +248,17 @@ type Stats struct {
 	ReadThrottled    int64 // GetRecords calls rejected by the read limits
 	RecordsHeld      int64 // records in memory now
 	BytesHeld        int64
+	// Shards are the per-shard write counters, in shard order (closed shards included): how evenly
+	// the producers spread the load.
+	Shards []ShardStats
+}
+
+// ShardStats counts the writes one shard has seen.
+type ShardStats struct {
+	ShardID       string
+	RecordsStored int64
+	BytesStored   int64 // data + partition key
+	Throttled     int64
 }
 
 // Stats returns the counters.
@@ -256,8 +267,10 @@ func (s *Stream) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.BytesHeld = s.bytes
+	st.Shards = make([]ShardStats, 0, len(s.shards))
 	for _, sh := range s.shards {
 		st.RecordsHeld += int64(len(sh.recs))
+		st.Shards = append(st.Shards, ShardStats{ShardID: sh.id, RecordsStored: sh.storedRecs, BytesStored: sh.storedBytes, Throttled: sh.throttled})
 	}
 	return st
 }
