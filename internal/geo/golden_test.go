@@ -33,7 +33,7 @@ func unit(rng *rand.PCG) float64 { return float64(rng.Uint64()>>11) / (1 << 53) 
 // goldenCases are the lookups the golden file answers, from TLC's shapes and the 2015 sample only (not
 // from the index's own layout, which may change): uniform points over and around New York, points a
 // hair from vertices and exactly on vertices and edge midpoints (in feet and, inverse-projected, in
-// degrees), and the sample's pickups and dropoffs.
+// degrees), the sample's pickups and dropoffs, and points within a foot of an edge in degrees.
 func goldenCases(m *Map, sample [][2]float64) []goldenCase {
 	rng := rand.NewPCG(18, 2024)
 	var cs []goldenCase
@@ -69,6 +69,14 @@ func goldenCases(m *Map, sample [][2]float64) []goldenCase {
 	}
 	for _, s := range sample {
 		cs = append(cs, goldenCase{false, s[0], s[1]})
+	}
+	// Within a foot of an edge, inverse-projected to degrees: where the longitude/latitude grid must
+	// send the point to be projected (added after the cases above so their answers kept their places).
+	for range 10000 {
+		x1, y1, x2, y2 := vertex()
+		f := unit(rng)
+		lon, lat := p.inverse(x1+f*(x2-x1)+unit(rng)-0.5, y1+f*(y2-y1)+unit(rng)-0.5)
+		cs = append(cs, goldenCase{false, lon, lat})
 	}
 	return cs
 }
