@@ -50,6 +50,11 @@ func (inv *invocation) object(ctx context.Context, o objectRef, kind string) (Ob
 		res.Outcome, res.Reason = OutcomeSkipped, "key is not an object under "+rawPrefix
 		return res, nil
 	}
+	if err := checkObject(o); err != nil {
+		h.log.ErrorContext(ctx, "refusing object the pipeline cannot name its state after", "bucket", o.Bucket, "key", o.Key, "error", err.Error())
+		res.Outcome, res.Reason = OutcomeSkipped, err.Error()
+		return res, nil
+	}
 	if o.version() == "" {
 		hd, err := h.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(o.Bucket), Key: aws.String(o.Key)})
 		if err != nil {
@@ -61,6 +66,11 @@ func (inv *invocation) object(ctx context.Context, o objectRef, kind string) (Ob
 			return res, fmt.Errorf("heading s3://%s/%s: %w", o.Bucket, o.Key, err)
 		}
 		o.VersionID, o.ETag, o.Size = aws.ToString(hd.VersionId), unquoteETag(aws.ToString(hd.ETag)), aws.ToInt64(hd.ContentLength)
+		if err := checkObject(o); err != nil { // now with the version its state keys carry
+			h.log.ErrorContext(ctx, "refusing object the pipeline cannot name its state after", "bucket", o.Bucket, "key", o.Key, "error", err.Error())
+			res.Outcome, res.Reason = OutcomeSkipped, err.Error()
+			return res, nil
+		}
 	}
 	res.Version = o.version()
 	res.Manifest = o.manifestKey()
