@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/taxistream/taxistream/internal/produce"
+	"github.com/taxistream/taxistream/internal/feed"
 )
 
 // cmdProduce streams local files, globs or an s3:// prefix into a Kinesis stream.
@@ -58,14 +58,14 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		kc = kinesis.NewFromConfig(cfg)
 		s3c = s3.NewFromConfig(cfg)
 	}
-	var inputs []produce.Input
+	var inputs []feed.Input
 	for _, a := range fs.Args() {
-		var in []produce.Input
+		var in []feed.Input
 		var err error
 		if strings.HasPrefix(a, "s3://") {
-			in, err = produce.S3Inputs(ctx, s3c, a)
+			in, err = feed.S3Inputs(ctx, s3c, a)
 		} else {
-			in, err = produce.LocalInputs([]string{a}, stdin)
+			in, err = feed.LocalInputs([]string{a}, stdin)
 		}
 		if err != nil {
 			return err
@@ -76,7 +76,7 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	for _, in := range inputs {
 		total += in.Size
 	}
-	opts := produce.Options{
+	opts := feed.Options{
 		Stream:            *stream,
 		PartitionKeyField: *key,
 		Aggregate:         !*noAgg,
@@ -93,17 +93,17 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			progressbar.OptionThrottle(200*time.Millisecond),
 			progressbar.OptionClearOnFinish(),
 		)
-		opts.Progress = func(p produce.Progress) {
+		opts.Progress = func(p feed.Progress) {
 			rps := float64(p.Sent) / max(p.Elapsed.Seconds(), 0.001)
 			bar.Describe(fmt.Sprintf("%d rows, %d sent, %.0f rec/s, %d throttled", p.Rows, p.Sent, rps, p.Throttled))
 			bar.Set64(p.BytesRead)
 		}
 	}
-	var client produce.Client
+	var client feed.Client
 	if kc != nil {
 		client = kc
 	}
-	sum, err := produce.Run(ctx, client, inputs, opts)
+	sum, err := feed.Run(ctx, client, inputs, opts)
 	if bar != nil {
 		bar.Finish()
 	}
@@ -122,7 +122,7 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	return nil
 }
 
-func printProduceSummary(w io.Writer, s produce.Summary) {
+func printProduceSummary(w io.Writer, s feed.Summary) {
 	for _, f := range s.Files {
 		fmt.Fprintf(w, "%s: %d rows read, %d sent, %d rejected, %d failed", f.Name, f.RowsRead, f.Sent, f.Rejected, f.Failed)
 		if f.Error != "" {

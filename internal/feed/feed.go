@@ -1,6 +1,6 @@
-// Package produce streams trip files (local files, globs, or objects of an S3 prefix) into a Kinesis
+// Package feed streams trip files (local files, globs, or objects of an S3 prefix) into a Kinesis
 // stream with the converter and the producer: the `taxistream produce` command, for a laptop or EC2.
-package produce
+package feed
 
 import (
 	"bufio"
@@ -129,7 +129,7 @@ func Run(ctx context.Context, client producer.Client, inputs []Input, opts Optio
 	defer out.Flush()
 	var bytesBefore int64
 	for _, in := range inputs {
-		fs, err := produceOne(ctx, p, in, opts, limiter, out, &sum, start, bytesBefore)
+		fs, err := feedOne(ctx, p, in, opts, limiter, out, &sum, start, bytesBefore)
 		bytesBefore += in.Size
 		sum.Files = append(sum.Files, fs)
 		sum.RowsRead += fs.RowsRead
@@ -157,7 +157,7 @@ func finish(sum Summary, p Producer, start time.Time) Summary {
 	return sum
 }
 
-func produceOne(ctx context.Context, p Producer, in Input, opts Options, limiter *rate.Limiter, out *bufio.Writer, sum *Summary, start time.Time, bytesBefore int64) (fs FileSummary, err error) {
+func feedOne(ctx context.Context, p Producer, in Input, opts Options, limiter *rate.Limiter, out *bufio.Writer, sum *Summary, start time.Time, bytesBefore int64) (fs FileSummary, err error) {
 	fs.Name = in.Name
 	defer func() {
 		if err != nil && fs.Error == "" {
