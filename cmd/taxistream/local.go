@@ -33,7 +33,7 @@ type localFlags struct {
 
 func (f *localFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dir, "dir", ".taxistream", "folder of the local cloud (the bucket is <dir>/bucket)")
-	fs.StringVar(&f.template, "template", "template.yaml", "the SAM template the local cloud reads its settings from")
+	fs.StringVar(&f.template, "template", "", "the SAM template the local cloud reads its settings from (default ./template.yaml, else the one built into this binary)")
 	fs.StringVar(&f.zones, "zones", "", "taxi zone lookup CSV for ProcessFunction (file path)")
 	fs.Var(&f.params, "param", "template parameter override Key=Value (repeatable), e.g. --param ShardCount=2")
 	fs.BoolVar(&f.limitsOff, "limits-off", false, "turn the stream's per-shard throughput limits off (on by default, like AWS)")
@@ -141,7 +141,7 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	defer cloud.Close()
 	fmt.Fprintf(stderr, "local cloud up: bucket %s (%s), stream %s (%d shard(s), limits %s), template %s\n",
-		cloud.Bucket.Name(), cloud.Bucket.Dir(), cloud.Stream.Name(), cloud.Settings.Stream.ShardCount, onOff(!opts.LimitsOff), opts.TemplatePath)
+		cloud.Bucket.Name(), cloud.Bucket.Dir(), cloud.Stream.Name(), cloud.Settings.Stream.ShardCount, onOff(!opts.LimitsOff), cloud.TemplatePath)
 
 	runCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

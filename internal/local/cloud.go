@@ -31,6 +31,7 @@ import (
 	"github.com/taxistream/taxistream/internal/local/trigger"
 	"github.com/taxistream/taxistream/internal/obs"
 	"github.com/taxistream/taxistream/internal/process"
+	"github.com/taxistream/taxistream"
 	"github.com/taxistream/taxistream/internal/samtemplate"
 )
 
@@ -44,7 +45,7 @@ const (
 // Options configure a local cloud.
 type Options struct {
 	Dir          string            // state folder; default .taxistream
-	TemplatePath string            // default template.yaml
+	TemplatePath string            // default: ./template.yaml if present, else the built-in template
 	Overrides    map[string]string // template parameter overrides (ParameterKey → value)
 	StackName    string            // default taxistream
 	// LimitsOff turns the stream's per-shard throughput limits off (they are on by default, like AWS).
@@ -77,6 +78,8 @@ type Options struct {
 // Cloud is a running local cloud.
 type Cloud struct {
 	Settings *samtemplate.Settings
+	// TemplatePath is the template the settings came from (EmbeddedTemplate for the built-in one).
+	TemplatePath string
 	Bucket   *bucket.Bucket
 	Stream   *stream.Stream
 	Firehose *firehose.Firehose // nil when the template has none
@@ -101,9 +104,6 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	if opts.Dir == "" {
 		opts.Dir = ".taxistream"
 	}
-	if opts.TemplatePath == "" {
-		opts.TemplatePath = "template.yaml"
-	}
 	if opts.StackName == "" {
 		opts.StackName = "taxistream"
 	}
@@ -113,15 +113,15 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	if len(opts.AsyncRetryDelays) == 0 {
 		opts.AsyncRetryDelays = []time.Duration{time.Second, 2 * time.Second}
 	}
-	tpl, err := samtemplate.Load(opts.TemplatePath)
+	tpl, err := loadTemplate(&opts)
 	if err != nil {
-		return nil, fmt.Errorf("reading the template: %w", err)
+		return nil, err
 	}
 	settings, err := tpl.ResolveWith(opts.Overrides, samtemplate.Resolver{StackName: opts.StackName, Region: "us-east-1", AccountID: "000000000000", Partition: "aws"})
 	if err != nil {
 		return nil, fmt.Errorf("resolving the template: %w", err)
 	}
-	c := &Cloud{Settings: settings, dir: opts.Dir, pollInterval: opts.PollInterval}
+	c := &Cloud{Settings: settings, TemplatePath: opts.TemplatePath, dir: opts.Dir, pollInterval: opts.PollInterval}
 	if opts.Logs != nil {
 		c.logs = &syncWriter{w: opts.Logs}
 	}
@@ -130,6 +130,32 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// EmbeddedTemplate is the TemplatePath reported when the template built into the binary is used.
+const EmbeddedTemplate = "(built-in template.yaml)"
+
+// loadTemplate reads opts.TemplatePath; when it is empty, ./template.yaml if there is one (the
+// repository), else the template built into the binary (after `go install`, anywhere). It sets
+// opts.TemplatePath to what it read.
+func loadTemplate(opts *Options) (*samtemplate.Template, error) {
+	if opts.TemplatePath == "" {
+		if _, err := os.Stat("template.yaml"); err == nil {
+			opts.TemplatePath = "template.yaml"
+		} else {
+			opts.TemplatePath = EmbeddedTemplate
+			tpl, err := samtemplate.Parse(taxistream.Template)
+			if err != nil {
+				return nil, fmt.Errorf("parsing the built-in template: %w", err)
+			}
+			return tpl, nil
+		}
+	}
+	tpl, err := samtemplate.Load(opts.TemplatePath)
+	if err != nil {
+		return nil, fmt.Errorf("reading the template: %w", err)
+	}
+	return tpl, nil
 }
 
 func (c *Cloud) open(ctx context.Context, opts Options) error {
