@@ -26,12 +26,13 @@ func main() {
 		log.Error("loading config", "error", err.Error())
 		os.Exit(1)
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	ctx := context.Background()
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		log.Error("loading AWS config", "error", err.Error())
 		os.Exit(1)
 	}
-	h, err := ingest.New(cfg, ingest.Deps{
+	h, err := ingest.New(ctx, cfg, ingest.Deps{
 		S3:      s3.NewFromConfig(awsCfg),
 		Kinesis: kinesis.NewFromConfig(awsCfg, producer.ClientOptions()),
 		Lambda:  awslambda.NewFromConfig(awsCfg),

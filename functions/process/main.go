@@ -23,12 +23,13 @@ func main() {
 		log.Error("loading config", "error", err.Error())
 		os.Exit(1)
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	ctx := context.Background()
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		log.Error("loading aws config", "error", err.Error())
 		os.Exit(1)
 	}
-	h, err := process.New(cfg, process.Deps{S3: s3.NewFromConfig(awsCfg), Log: log, Metrics: os.Stdout})
+	h, err := process.New(ctx, cfg, process.Deps{S3: s3.NewFromConfig(awsCfg), Log: log, Metrics: os.Stdout})
 	if err != nil {
 		log.Error("starting process function", "error", err.Error())
 		os.Exit(1)

@@ -24,12 +24,13 @@ func main() {
 		log.Error("loading config", "error", err.Error())
 		os.Exit(1)
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	ctx := context.Background()
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		log.Error("loading AWS config", "error", err.Error())
 		os.Exit(1)
 	}
-	h, err := replay.New(cfg, replay.Deps{
+	h, err := replay.New(ctx, cfg, replay.Deps{
 		S3:      s3.NewFromConfig(awsCfg),
 		Lambda:  awslambda.NewFromConfig(awsCfg),
 		Log:     log,

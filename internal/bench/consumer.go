@@ -126,7 +126,7 @@ func childConsume(ctx context.Context, trips int, minSeconds float64, zonesPath,
 		}
 	}
 	store := &discardS3{}
-	h, err := process.New(config.Config{Bucket: "bench", MetricsNamespace: "taxistream", LogLevel: "ERROR"},
+	h, err := process.New(ctx, config.Config{Bucket: "bench", MetricsNamespace: "taxistream", LogLevel: "ERROR"},
 		process.Deps{S3: store, Log: slog.New(slog.DiscardHandler), Metrics: io.Discard, Zones: zones})
 	if err != nil {
 		return childResult{}, err

@@ -201,7 +201,7 @@ func childIngestObject(ctx context.Context, dir, key string, discard bool) (chil
 	if err != nil {
 		return childResult{}, err
 	}
-	h, err := ingest.New(cfg, ingest.Deps{
+	h, err := ingest.New(ctx, cfg, ingest.Deps{
 		S3: b, Kinesis: kin, Lambda: noInvoker{},
 		Log: slog.New(slog.DiscardHandler), Metrics: io.Discard,
 		// The producer paces every shard at its write limit: through one shard the whole path would run

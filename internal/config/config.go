@@ -35,7 +35,8 @@ type Config struct {
 	LogLevel          string        // AWS_LAMBDA_LOG_LEVEL (LoggingConfig), else LOG_LEVEL, default INFO
 }
 
-// Load reads the settings of fn from getenv (os.Getenv in main) and returns every problem joined.
+// Load reads the settings of fn from getenv (os.Getenv in main) and returns every problem joined. It is
+// the one place that checks settings: the handlers' New take its Config as valid.
 func Load(getenv func(string) string, fn Function) (Config, error) {
 	var errs []error
 	c := Config{
@@ -63,6 +64,10 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 	}
 	if c.Bucket == "" {
 		errs = append(errs, errors.New("BUCKET_NAME is required"))
+	}
+	// Ingest and replay invoke themselves with a continuation: they need their own name (Lambda sets it).
+	if (fn == Ingest || fn == Replay) && c.FunctionName == "" {
+		errs = append(errs, errors.New("AWS_LAMBDA_FUNCTION_NAME is required (continuations invoke the function itself)"))
 	}
 	switch fn {
 	case Ingest:

@@ -9,7 +9,7 @@ import (
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 func TestLoadDefaults(t *testing.T) {
-	c, err := Load(env(map[string]string{"BUCKET_NAME": "b", "STREAM_NAME": "s"}), Ingest)
+	c, err := Load(env(map[string]string{"BUCKET_NAME": "b", "STREAM_NAME": "s", "AWS_LAMBDA_FUNCTION_NAME": "f"}), Ingest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +23,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("got nil error, want one listing every problem")
 	}
-	for _, want := range []string{"BUCKET_NAME", "INGEST_FUNCTION_NAME", "KPL_AGGREGATION", "DEADLINE_MARGIN", "REPLAY_MAX_IN_FLIGHT"} {
+	for _, want := range []string{"BUCKET_NAME", "INGEST_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_NAME", "KPL_AGGREGATION", "DEADLINE_MARGIN", "REPLAY_MAX_IN_FLIGHT"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}

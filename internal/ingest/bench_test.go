@@ -77,7 +77,7 @@ func BenchmarkHandleLargeObject(b *testing.B) {
 	var peak uint64
 	for b.Loop() {
 		store := &genObjectS3{fakeS3: newFakeS3(), size: *benchSize}
-		h, err := New(config.Config{Bucket: testBucket, Stream: "trips", PartitionKeyField: "pu_location_id", MetricsNamespace: "taxistream"},
+		h, err := New(context.Background(), config.Config{Bucket: testBucket, Stream: "trips", PartitionKeyField: "pu_location_id", MetricsNamespace: "taxistream"},
 			Deps{S3: store, Lambda: &fakeInvoker{}, NewProducer: func(context.Context, producer.Client, producer.Config) (RecordProducer, error) {
 				return &discardProducer{}, nil
 			}})

@@ -139,7 +139,7 @@ func newG3Handler(t *testing.T, fake *testpeers.S3, streamName string, now func(
 		t.Fatal(err)
 	}
 	inv := &recordingInvoker{}
-	h, err := ingest.New(config.Config{
+	h, err := ingest.New(context.Background(), config.Config{
 		Bucket: g3Bucket, Stream: streamName, PartitionKeyField: "pu_location_id", Aggregate: true,
 		DeadlineMargin: g3Margin, MaxContinuations: g3Links, FunctionName: g3Function,
 	}, ingest.Deps{S3: fake.NewClient(), Kinesis: st, Lambda: inv, Now: now,

@@ -51,8 +51,10 @@ type Handler struct {
 	flushBytes   int64
 }
 
-// New returns the handler. It checks the dependencies and settings it needs; it does no I/O.
-func New(cfg config.Config, d Deps) (*Handler, error) {
+// New returns the handler (the constructor shape of every handler: docs/decisions.md). cfg is what
+// config.Load returned and is not checked again; New checks the dependencies, joins every problem into
+// one error, and does no I/O.
+func New(_ context.Context, cfg config.Config, d Deps) (*Handler, error) {
 	var errs []error
 	if d.S3 == nil {
 		errs = append(errs, errors.New("ingest: Deps.S3 is required"))
@@ -62,12 +64,6 @@ func New(cfg config.Config, d Deps) (*Handler, error) {
 	}
 	if d.Lambda == nil {
 		errs = append(errs, errors.New("ingest: Deps.Lambda is required (continuations)"))
-	}
-	if cfg.Bucket == "" {
-		errs = append(errs, errors.New("ingest: Config.Bucket is required"))
-	}
-	if cfg.Stream == "" {
-		errs = append(errs, errors.New("ingest: Config.Stream is required"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -93,9 +89,6 @@ func New(cfg config.Config, d Deps) (*Handler, error) {
 			}
 			return p, nil
 		}
-	}
-	if h.cfg.MetricsNamespace == "" {
-		h.cfg.MetricsNamespace = "taxistream"
 	}
 	return h, nil
 }

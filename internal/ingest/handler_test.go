@@ -95,7 +95,7 @@ func newEnv(t *testing.T, mod func(c *config.Config)) *env {
 	if mod != nil {
 		mod(&cfg)
 	}
-	h, err := New(cfg, Deps{
+	h, err := New(context.Background(), cfg, Deps{
 		S3: e.s3, Lambda: e.inv, Log: slog.New(slog.NewJSONHandler(&lockedWriter{w: e.logs}, nil)), Metrics: &lockedWriter{w: e.emf}, Now: e.clock.Now,
 		NewProducer: func(ctx context.Context, c producer.Client, pc producer.Config) (RecordProducer, error) {
 			p := &fakeProducer{sink: e.sink}
@@ -920,7 +920,7 @@ func TestS3StateErrorIsRetried(t *testing.T) {
 }
 
 func TestNewRequiresDeps(t *testing.T) {
-	if _, err := New(config.Config{}, Deps{}); err == nil {
+	if _, err := New(context.Background(), config.Config{}, Deps{}); err == nil {
 		t.Error("New with nothing succeeded")
 	}
 }

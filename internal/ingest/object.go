@@ -11,7 +11,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
@@ -479,13 +478,7 @@ func (r *run) partitionKey() string {
 
 // invokeSelf sends ev to this function asynchronously (InvocationType Event).
 func (h *Handler) invokeSelf(ctx context.Context, ev Event) error {
-	name := h.cfg.FunctionName
-	if name == "" {
-		name = lambdacontext.FunctionName
-	}
-	if name == "" {
-		return errors.New("no function name for the continuation (AWS_LAMBDA_FUNCTION_NAME is empty)")
-	}
+	name := h.cfg.FunctionName // config.Load requires it
 	payload, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("encoding continuation: %w", err)

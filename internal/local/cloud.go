@@ -340,19 +340,19 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 		log := obs.NewLogger(c.logs, cfg.LogLevel).With("function", fn.Name)
 		switch id {
 		case IngestFunction:
-			h, err := ingest.New(cfg, ingest.Deps{S3: store, Kinesis: c.Stream, Lambda: c.Lambda, Log: log, Metrics: c.logs})
+			h, err := ingest.New(ctx, cfg, ingest.Deps{S3: store, Kinesis: c.Stream, Lambda: c.Lambda, Log: log, Metrics: c.logs})
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}
 			lf.Handler = lambda.NewHandler(h.Handle)
 		case ProcessFunction:
-			h, err := process.New(cfg, process.Deps{S3: store, Log: log, Metrics: c.logs})
+			h, err := process.New(ctx, cfg, process.Deps{S3: store, Log: log, Metrics: c.logs})
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}
 			lf.Handler = h // its own event decoder, as functions/process's lambda.Start(h) uses on AWS
 		case ReplayFunction:
-			h, err := newReplay(cfg, c, store, log)
+			h, err := newReplay(ctx, cfg, c, store, log)
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}

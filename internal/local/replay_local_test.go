@@ -85,7 +85,7 @@ func TestReplayEndToEnd(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				r, err := replay.New(cfg, replay.Deps{S3: c.Bucket, Lambda: slowInvoker{next: c.Lambda, delay: 70 * time.Millisecond},
+				r, err := replay.New(context.Background(), cfg, replay.Deps{S3: c.Bucket, Lambda: slowInvoker{next: c.Lambda, delay: 70 * time.Millisecond},
 					Log: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 				if err != nil {
 					return nil, err

@@ -49,7 +49,7 @@ func benchmarkProcess(b *testing.B, perAggregate int) {
 	}
 	ev := eventOf(recs)
 	store := newFakeS3()
-	h, err := New(config.Config{Bucket: "bucket", MetricsNamespace: "taxistream"}, Deps{
+	h, err := New(context.Background(), config.Config{Bucket: "bucket", MetricsNamespace: "taxistream"}, Deps{
 		S3: store, Log: slog.New(slog.DiscardHandler), Metrics: io.Discard,
 		Now: func() time.Time { return testNow }, Zones: testZones(b),
 	})

@@ -82,7 +82,7 @@ var testNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 func newTestHandler(t testing.TB, store *fakeS3, zones *Zones) (*Handler, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
 	var logs, metrics bytes.Buffer
-	h, err := New(config.Config{Bucket: "bucket", MetricsNamespace: "taxistream"}, Deps{
+	h, err := New(context.Background(), config.Config{Bucket: "bucket", MetricsNamespace: "taxistream"}, Deps{
 		S3: store, Log: slog.New(slog.NewJSONHandler(&logs, nil)), Metrics: &metrics,
 		Now: func() time.Time { return testNow }, Zones: zones,
 	})

@@ -45,8 +45,8 @@ var _ ObjectStore = (*s3.Client)(nil)
 // Deps are the function's collaborators.
 type Deps struct {
 	S3      ObjectStore
-	Log     *slog.Logger     // default: JSON on stdout at cfg.LogLevel
-	Metrics io.Writer        // EMF lines; default os.Stdout
+	Log     *slog.Logger     // nil = discard
+	Metrics io.Writer        // one EMF line per invocation; nil = discard
 	Now     func() time.Time // default time.Now
 	Zones   *Zones           // a preloaded zone lookup; when nil, New loads cfg.ZoneLookup
 }
@@ -66,35 +66,34 @@ type Handler struct {
 // zoneLoadTimeout bounds the zone lookup download at cold start.
 const zoneLoadTimeout = 30 * time.Second
 
-// New returns a Handler. It loads the zone lookup once (cfg.ZoneLookup: "s3://bucket/key", a file path
-// that exists, or else a key in cfg.Bucket; "" for none) unless d.Zones is set.
-func New(cfg config.Config, d Deps) (*Handler, error) {
+// New returns a Handler (the constructor shape of every handler: docs/decisions.md). cfg is what
+// config.Load returned and is not checked again. Unless d.Zones is set, it loads the zone lookup once
+// (cfg.ZoneLookup: "s3://bucket/key", a file path that exists, or else a key in cfg.Bucket; "" for none),
+// within ctx and at most zoneLoadTimeout.
+func New(ctx context.Context, cfg config.Config, d Deps) (*Handler, error) {
 	if d.S3 == nil {
 		return nil, errors.New("process: Deps.S3 is required")
 	}
-	if cfg.Bucket == "" {
-		return nil, errors.New("process: cfg.Bucket is required")
-	}
 	h := &Handler{cfg: cfg, s3: d.S3, log: d.Log, metrics: d.Metrics, now: d.Now, zones: d.Zones, stateBudget: defaultStateBudget}
 	if h.log == nil {
-		h.log = obs.NewLogger(os.Stdout, cfg.LogLevel)
+		h.log = slog.New(slog.DiscardHandler)
 	}
 	if h.metrics == nil {
-		h.metrics = os.Stdout
+		h.metrics = io.Discard
 	}
 	if h.now == nil {
 		h.now = time.Now
 	}
 	h.encoders.New = func() any { return &parquetEncoder{} }
 	if h.zones == nil && cfg.ZoneLookup != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), zoneLoadTimeout)
+		ctx, cancel := context.WithTimeout(ctx, zoneLoadTimeout)
 		defer cancel()
 		z, err := loadZoneLookup(ctx, cfg, d.S3)
 		if err != nil {
 			return nil, err
 		}
 		h.zones = z
-		h.log.Info("zone lookup loaded", "source", cfg.ZoneLookup, "zones", z.Len())
+		h.log.InfoContext(ctx, "zone lookup loaded", "source", cfg.ZoneLookup, "zones", z.Len())
 	}
 	return h, nil
 }

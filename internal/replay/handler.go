@@ -98,26 +98,16 @@ type Response struct {
 	Keys     []string `json:"keys,omitempty"` // dry run: the first 100 keys that would be handed off
 }
 
-// New checks cfg and d and returns the handler.
-func New(cfg config.Config, d Deps) (*Handler, error) {
+// New returns the handler (the constructor shape of every handler: docs/decisions.md). cfg is what
+// config.Load returned and is not checked again; New checks the dependencies, joins every problem into
+// one error, and does no I/O.
+func New(_ context.Context, cfg config.Config, d Deps) (*Handler, error) {
 	var errs []error
 	if d.S3 == nil {
-		errs = append(errs, errors.New("replay: Deps.S3 is nil"))
+		errs = append(errs, errors.New("replay: Deps.S3 is required"))
 	}
 	if d.Lambda == nil {
-		errs = append(errs, errors.New("replay: Deps.Lambda is nil"))
-	}
-	if cfg.Bucket == "" {
-		errs = append(errs, errors.New("replay: no bucket (BUCKET_NAME)"))
-	}
-	if cfg.IngestFunction == "" {
-		errs = append(errs, errors.New("replay: no ingest function (INGEST_FUNCTION_NAME)"))
-	}
-	if cfg.FunctionName == "" {
-		errs = append(errs, errors.New("replay: no function name for continuations (AWS_LAMBDA_FUNCTION_NAME)"))
-	}
-	if cfg.MaxInFlight < 1 {
-		errs = append(errs, fmt.Errorf("replay: max in flight %d: want 1 or more (REPLAY_MAX_IN_FLIGHT)", cfg.MaxInFlight))
+		errs = append(errs, errors.New("replay: Deps.Lambda is required"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -60,7 +60,7 @@ func newEnv(t *testing.T, cfg config.Config, objs []object, perHandOff time.Dura
 		e.rec.record(t, in)
 		return &lambda.InvokeOutput{StatusCode: 202}, nil
 	}}
-	h, err := New(cfg, Deps{
+	h, err := New(context.Background(), cfg, Deps{
 		S3:      &fakeS3{list: listing(objs, &e.lists)},
 		Lambda:  lam,
 		Log:     obs.NewLogger(e.logs, "INFO"),
@@ -250,7 +250,7 @@ func TestMaxInFlight(t *testing.T) {
 			release := make(chan struct{})
 			var once sync.Once
 			rec := &recorder{}
-			h, err := New(cfg, Deps{
+			h, err := New(context.Background(), cfg, Deps{
 				S3: &fakeS3{list: listing(bucketObjects(20, false), nil)},
 				Lambda: &fakeLambda{invoke: func(ctx context.Context, in *lambda.InvokeInput) (*lambda.InvokeOutput, error) {
 					c := cur.Add(1)
@@ -378,13 +378,12 @@ func TestEmptyPrefixReplaysRaw(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	deps := Deps{S3: &fakeS3{}, Lambda: &fakeLambda{}}
-	if _, err := New(testConfig(), deps); err != nil {
+	if _, err := New(context.Background(), testConfig(), deps); err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	cfg := testConfig()
-	cfg.Bucket, cfg.IngestFunction, cfg.FunctionName, cfg.MaxInFlight = "", "", "", 0
-	_, err := New(cfg, Deps{})
-	for _, want := range []string{"Deps.S3", "Deps.Lambda", "BUCKET_NAME", "INGEST_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_NAME", "REPLAY_MAX_IN_FLIGHT"} {
+	// Settings are config.Load's to check; New reports every missing dependency at once.
+	_, err := New(context.Background(), testConfig(), Deps{})
+	for _, want := range []string{"Deps.S3", "Deps.Lambda"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("New error %v does not mention %s", err, want)
 		}

@@ -32,7 +32,7 @@ func TestReplayAgainstGofakes3(t *testing.T) {
 	rec := &recorder{}
 	cfg := testConfig()
 	cfg.DeadlineMargin = time.Second
-	h, err := New(cfg, Deps{
+	h, err := New(context.Background(), cfg, Deps{
 		S3: fake.Client,
 		Lambda: &fakeLambda{invoke: func(_ context.Context, in *lambda.InvokeInput) (*lambda.InvokeOutput, error) {
 			rec.record(t, in)
