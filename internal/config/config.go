@@ -31,6 +31,8 @@ type Config struct {
 	IngestFunction    string        // INGEST_FUNCTION_NAME (replay)
 	MaxInFlight       int           // REPLAY_MAX_IN_FLIGHT (replay), default 4: ingest invocations started per replay invocation at once
 	ZoneLookup        string        // ZONE_LOOKUP (process): "s3://bucket/key", a key in BUCKET_NAME, or a file path; "" for none
+	SweepGrace        time.Duration // SWEEP_GRACE (ingest), default 15m: a released object is left to Lambda's own retries this long before the sweeper resumes it; also the first backoff
+	SweepMaxAttempts  int           // SWEEP_MAX_ATTEMPTS (ingest), default 5: sweeper attempts on one object before it is marked failed
 	MetricsNamespace  string        // METRICS_NAMESPACE, default taxistream
 	LogLevel          string        // AWS_LAMBDA_LOG_LEVEL (LoggingConfig), else LOG_LEVEL, default INFO
 }
@@ -60,6 +62,12 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 		errs = append(errs, err)
 	}
 	if c.MaxInFlight, err = parseInt(getenv, "REPLAY_MAX_IN_FLIGHT", 4, 1); err != nil {
+		errs = append(errs, err)
+	}
+	if c.SweepGrace, err = parseDuration(getenv, "SWEEP_GRACE", 15*time.Minute); err != nil {
+		errs = append(errs, err)
+	}
+	if c.SweepMaxAttempts, err = parseInt(getenv, "SWEEP_MAX_ATTEMPTS", 5, 0); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Bucket == "" {

@@ -6,6 +6,8 @@ package ingest
 const (
 	KindContinuation = "continuation"
 	KindReplay       = "replay"
+	// KindSweep is the sweeper's scheduled event: resume or fail the objects whose lease expired (sweep.go).
+	KindSweep = "sweep"
 )
 
 // Event is IngestFunction's own event: a continuation of an object started by an earlier invocation,
@@ -20,4 +22,7 @@ type Event struct {
 	Size         int64  `json:"size,omitempty"`
 	ReplayID     string `json:"replay_id,omitempty"`    // set for replays; bypasses the finished manifest on purpose
 	Continuation int    `json:"continuation,omitempty"` // 1 for the first continuation, 2 for the next, ...
+	// Force (sweep events only) resumes every running object at once, leases and backoff regardless:
+	// for a restart of the local cloud, where no other invocation can hold a lease.
+	Force bool `json:"force,omitempty"`
 }

@@ -107,6 +107,8 @@ const (
 	OutcomeSkipped   = "skipped"   // not ours to ingest (outside raw/, another bucket, not an object-created event)
 	OutcomeDeferred  = "deferred"  // not started before the deadline: handed to a new invocation
 	OutcomeReleased  = "released"  // an error to be retried; the manifest lease was released for the retry
+	OutcomeResumed   = "resumed"   // the sweeper found it stuck and handed it to a new invocation at its checkpoint
+	OutcomeWaiting   = "waiting"   // the sweeper found it stuck; it resumes it at NextSweepAt (backoff)
 )
 
 // ObjectResult is the outcome of one object in one invocation. Counts are this invocation's.
@@ -169,6 +171,9 @@ func (h *Handler) dispatch(ctx context.Context, inv *invocation, raw json.RawMes
 		if err := ev.validate(h.cfg.MaxContinuations); err != nil {
 			return inv.invalid(ctx, ev, err), nil
 		}
+		if ev.Kind == KindSweep {
+			return inv.sweep(ctx, ev.Force)
+		}
 		o := objectRef{Bucket: ev.Bucket, Key: ev.Key, VersionID: ev.VersionID, ETag: unquoteETag(ev.ETag), Size: ev.Size, ReplayID: ev.ReplayID}
 		r, err := inv.object(ctx, o, ev.Kind)
 		return Result{Objects: []ObjectResult{r}}, err
@@ -230,6 +235,8 @@ type invocation struct {
 	handoffs  int
 	// invalidEvents counts events refused by invalid.
 	invalidEvents int
+	// swept counts what a sweep did.
+	swept struct{ resumed, failed, waiting int }
 }
 
 // stopAt is the instant reading must stop: ctx's deadline minus the margin (zero when there is none).
@@ -279,6 +286,11 @@ func (inv *invocation) finish(ctx context.Context, res Result, err error, d time
 	m.Add("Continuations", obs.Count, float64(inv.handoffs))
 	m.Add("DuplicateNotifications", obs.Count, float64(inv.duplicate))
 	m.Add("InvalidEvents", obs.Count, float64(inv.invalidEvents))
+	if inv.swept != (struct{ resumed, failed, waiting int }{}) {
+		m.Add("SweepResumed", obs.Count, float64(inv.swept.resumed))
+		m.Add("SweepFailed", obs.Count, float64(inv.swept.failed))
+		m.Add("SweepWaiting", obs.Count, float64(inv.swept.waiting))
+	}
 	m.Add("Duration", obs.Milliseconds, float64(d.Milliseconds()))
 	m.Property("request_id", inv.requestID)
 	attrs := []any{"request_id", inv.requestID, "objects", len(res.Objects)}

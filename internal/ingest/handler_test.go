@@ -91,7 +91,8 @@ func newEnv(t *testing.T, mod func(c *config.Config)) *env {
 	e := &env{t: t, s3: newFakeS3(), inv: &fakeInvoker{}, sink: &sink{}, clock: &fakeClock{t: time.Now()},
 		logs: &bytes.Buffer{}, emf: &bytes.Buffer{}}
 	cfg := config.Config{Bucket: testBucket, Stream: "trips", PartitionKeyField: "pu_location_id", Aggregate: true,
-		DeadlineMargin: 30 * time.Second, MaxContinuations: 50, FunctionName: "taxistream-IngestFunction", MetricsNamespace: "taxistream"}
+		DeadlineMargin: 30 * time.Second, MaxContinuations: 50, FunctionName: "taxistream-IngestFunction", MetricsNamespace: "taxistream",
+		SweepGrace: 15 * time.Minute, SweepMaxAttempts: 5}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -656,7 +657,7 @@ func TestStaleRunningManifestIsTakenOverAfterLease(t *testing.T) {
 	// The first owner dies after its second checkpoint: every later manifest write fails.
 	writes := 0
 	e.s3.onPut = func(in *s3.PutObjectInput) error {
-		if strings.HasPrefix(aws.ToString(in.Key), "state/") {
+		if k := aws.ToString(in.Key); strings.HasPrefix(k, "state/") && !strings.HasPrefix(k, inflightPrefix) {
 			if writes++; writes > 3 { // claim + 2 checkpoints
 				return errBoom
 			}

@@ -63,6 +63,11 @@ type Manifest struct {
 	RejectedParts  int    `json:"rejected_parts"`
 	RejectedPrefix string `json:"rejected_prefix"`
 
+	// Sweeps counts the sweeper's attempts to resume the object after it was found stuck (an expired
+	// lease); NextSweepAt is when the sweeper may try again (exponential backoff).
+	Sweeps      int       `json:"sweeps,omitempty"`
+	NextSweepAt time.Time `json:"next_sweep_at,omitzero"`
+
 	StartedAt  time.Time `json:"started_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`

@@ -105,6 +105,11 @@ func (inv *invocation) claim(ctx context.Context, o objectRef, f convert.Format)
 		return nil, "", err
 	}
 	if !found {
+		// The in-flight marker goes first: an object whose manifest exists is always findable by the
+		// sweeper, even when this invocation dies right after creating it.
+		if err := h.markInflight(ctx, key); err != nil {
+			return nil, "", err
+		}
 		m = Manifest{
 			Bucket: o.Bucket, Key: o.Key, Version: o.version(), VersionID: o.VersionID, ETag: o.ETag, Size: o.Size,
 			ReplayID: o.ReplayID, Format: formatName(f), StartedAt: now,
@@ -151,6 +156,9 @@ func (inv *invocation) write(ctx context.Context, st *owned, m Manifest) error {
 		return err
 	}
 	st.etag, st.m, st.lastWrite = etag, m, m.UpdatedAt
+	if m.Status != StatusRunning {
+		inv.h.unmarkInflight(ctx, st.key)
+	}
 	return nil
 }
 

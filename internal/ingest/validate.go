@@ -84,7 +84,7 @@ func checkObject(o objectRef) error {
 	if o.ReplayID != "" && !ValidReplayID(o.ReplayID) {
 		return fmt.Errorf("replay_id %q: want %s", o.ReplayID, ReplayIDRule)
 	}
-	longest := max(len(o.manifestKey()), len(RejectedKey(o.Key, o.version(), o.ReplayID, 999999)))
+	longest := max(len(inflightKey(o.manifestKey())), len(RejectedKey(o.Key, o.version(), o.ReplayID, 999999)))
 	if longest > MaxKeyBytes {
 		return fmt.Errorf("key is %d bytes: the pipeline's state keys for it would be %d bytes, over S3's %d; use a key of at most %d bytes",
 			len(o.Key), longest, MaxKeyBytes, len(o.Key)-(longest-MaxKeyBytes))
@@ -97,8 +97,16 @@ func (ev Event) validate(maxContinuations int) error {
 	var errs []error
 	switch ev.Kind {
 	case KindContinuation, KindReplay:
+	case KindSweep:
+		if ev != (Event{Kind: KindSweep, Force: ev.Force}) {
+			return errors.New(`a sweep event has no other field than "force"`)
+		}
+		return nil
 	default:
-		errs = append(errs, fmt.Errorf("unknown taxistream event kind %q (want %q or %q)", ev.Kind, KindContinuation, KindReplay))
+		errs = append(errs, fmt.Errorf("unknown taxistream event kind %q (want %q, %q or %q)", ev.Kind, KindContinuation, KindReplay, KindSweep))
+	}
+	if ev.Force {
+		errs = append(errs, errors.New(`"force" belongs to sweep events only`))
 	}
 	if ev.Kind == KindReplay && ev.ReplayID == "" {
 		errs = append(errs, errors.New("replay event without replay_id"))
