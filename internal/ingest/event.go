@@ -22,7 +22,8 @@ type Event struct {
 	Size         int64  `json:"size,omitempty"`
 	ReplayID     string `json:"replay_id,omitempty"`    // set for replays; bypasses the finished manifest on purpose
 	Continuation int    `json:"continuation,omitempty"` // 1 for the first continuation, 2 for the next, ...
-	// Force (sweep events only) resumes every running object at once, leases and backoff regardless:
-	// for a restart of the local cloud, where no other invocation can hold a lease.
-	Force bool `json:"force,omitempty"`
+	// Idle (sweep events only) says the sender knows that no invocation of the function is running (the
+	// local cloud when it is idle or has just started): every lease is stale, and the grace and the
+	// backoff need not be waited for. Attempts still count against SWEEP_MAX_ATTEMPTS.
+	Idle bool `json:"idle,omitempty"`
 }

@@ -172,7 +172,7 @@ func (h *Handler) dispatch(ctx context.Context, inv *invocation, raw json.RawMes
 			return inv.invalid(ctx, ev, err), nil
 		}
 		if ev.Kind == KindSweep {
-			return inv.sweep(ctx, ev.Force)
+			return inv.sweep(ctx, ev.Idle)
 		}
 		o := objectRef{Bucket: ev.Bucket, Key: ev.Key, VersionID: ev.VersionID, ETag: unquoteETag(ev.ETag), Size: ev.Size, ReplayID: ev.ReplayID}
 		r, err := inv.object(ctx, o, ev.Kind)

@@ -61,11 +61,11 @@ func sweepBackoff(grace time.Duration, n int) time.Duration {
 	return min(max(d, time.Second), maxSweepBackoff)
 }
 
-// sweep runs one pass of the sweeper. force resumes every running object at once, leases, grace and
-// backoff regardless, without counting an attempt (a restart of the local cloud: nothing else can be
-// running). It returns one ObjectResult per object it acted on or that waits; an error only when
-// listing fails (the next scheduled sweep retries).
-func (inv *invocation) sweep(ctx context.Context, force bool) (Result, error) {
+// sweep runs one pass of the sweeper. idle (the caller knows no invocation is running) treats every
+// lease as stale and waits for neither the grace nor the backoff; attempts count all the same. It returns
+// one ObjectResult per object it acted on or that waits; an error only when listing fails (the next
+// scheduled sweep retries).
+func (inv *invocation) sweep(ctx context.Context, idle bool) (Result, error) {
 	h := inv.h
 	var res Result
 	pages := s3.NewListObjectsV2Paginator(h.s3, &s3.ListObjectsV2Input{Bucket: aws.String(h.cfg.Bucket), Prefix: aws.String(inflightPrefix)})
@@ -82,7 +82,7 @@ func (inv *invocation) sweep(ctx context.Context, force bool) (Result, error) {
 			if inv.stopping(ctx) {
 				break
 			}
-			r, act := inv.sweepOne(ctx, aws.ToString(obj.Key), force)
+			r, act := inv.sweepOne(ctx, aws.ToString(obj.Key), idle)
 			if act {
 				res.Objects = append(res.Objects, r)
 			}
@@ -102,7 +102,7 @@ func (inv *invocation) sweep(ctx context.Context, force bool) (Result, error) {
 }
 
 // sweepOne looks at the manifest of one marker; act is false when there was nothing to report.
-func (inv *invocation) sweepOne(ctx context.Context, marker string, force bool) (ObjectResult, bool) {
+func (inv *invocation) sweepOne(ctx context.Context, marker string, idle bool) (ObjectResult, bool) {
 	h := inv.h
 	key := manifestKeyOfMarker(marker)
 	m, etag, found, err := h.loadManifest(ctx, key)
@@ -120,7 +120,7 @@ func (inv *invocation) sweepOne(ctx context.Context, marker string, force bool) 
 	}
 	now := h.now()
 	res := ObjectResult{Bucket: m.Bucket, Key: m.Key, Version: m.Version, Manifest: key, Continuation: m.Continuations}
-	if !force {
+	if !idle {
 		switch {
 		case now.Before(m.LeaseUntil):
 			return res, false // owned by a live invocation
@@ -132,7 +132,7 @@ func (inv *invocation) sweepOne(ctx context.Context, marker string, force bool) 
 			return res, true
 		}
 	}
-	if !force && m.Sweeps >= h.cfg.SweepMaxAttempts {
+	if m.Sweeps >= h.cfg.SweepMaxAttempts {
 		reason := fmt.Sprintf("stuck: not finished after %d sweeper attempts (SWEEP_MAX_ATTEMPTS); last error: %s; the checkpoint is kept: replay the object to finish it",
 			m.Sweeps, lastError(m))
 		m.Status, m.Reason, m.FinishedAt, m.UpdatedAt = StatusFailed, reason, now, now
@@ -145,11 +145,10 @@ func (inv *invocation) sweepOne(ctx context.Context, marker string, force bool) 
 		res.Outcome, res.Reason = OutcomeFailed, reason
 		return res, true
 	}
-	if force {
-		m.LeaseUntil = now // release the dead owner's lease so the hand-over can claim it
-	} else {
-		m.Sweeps++
-		m.NextSweepAt = now.Add(sweepBackoff(h.cfg.SweepGrace, m.Sweeps))
+	m.Sweeps++
+	m.NextSweepAt = now.Add(sweepBackoff(h.cfg.SweepGrace, m.Sweeps))
+	if idle {
+		m.LeaseUntil = now // the owner is known dead: release its lease so the hand-over can claim it
 	}
 	// The attempt is recorded before the hand-off (If-Match: a manifest written meanwhile by a live
 	// invocation is not ours to touch), so a hand-off that is lost still counts against the bound.
@@ -166,11 +165,8 @@ func (inv *invocation) sweepOne(ctx context.Context, marker string, force bool) 
 	}
 	res.Outcome = OutcomeResumed
 	res.Reason = fmt.Sprintf("stuck since %s; attempt %d of %d; last error: %s", m.UpdatedAt.UTC().Format(time.RFC3339), m.Sweeps, h.cfg.SweepMaxAttempts, lastError(m))
-	if force {
-		res.Reason = "resumed at start-up (forced sweep)"
-	}
 	h.log.InfoContext(ctx, "sweep: resuming a stuck object at its checkpoint", "bucket", m.Bucket, "key", m.Key, "version", m.Version,
-		"manifest", key, "attempt", m.Sweeps, "force", force, "last_error", lastError(m))
+		"manifest", key, "attempt", m.Sweeps, "idle", idle, "last_error", lastError(m))
 	return res, true
 }
 

@@ -146,21 +146,21 @@ func TestSweepGivesUpWithTheReason(t *testing.T) {
 	}
 }
 
-func TestSweepForceResumesAtOnce(t *testing.T) {
+// TestSweepIdleResumesAtOnce: a sender that knows nothing runs (the local cloud, idle or just started)
+// has the dead owner's live-looking lease released and the object resumed at once; the attempt counts.
+func TestSweepIdleResumesAtOnce(t *testing.T) {
 	e := newEnv(t, nil)
 	stuckObject(t, e)
 	e.inv.take()
-	res := e.sweep(t, `{"taxistream":"sweep","force":true}`)
+	res := e.sweep(t, `{"taxistream":"sweep","idle":true}`)
 	if got := outcomes(res); len(got) != 1 || got[0] != OutcomeResumed {
 		t.Fatalf("outcomes %v, want resumed within the lease", got)
 	}
-	if m := e.manifest("state/ingest/"); m.Sweeps != 0 {
-		t.Errorf("a forced sweep counted an attempt: %d", m.Sweeps)
+	if m := e.manifest("state/ingest/"); m.Sweeps != 1 {
+		t.Errorf("sweeps %d, want 1 (an idle sweep's attempt counts)", m.Sweeps)
 	}
 	evs := e.inv.take()
 	payload, _ := json.Marshal(evs[0])
-	// The dead owner's lease was still running: the forced sweep released it, so the hand-over takes the
-	// object over (the local cloud forces only at start-up, when nothing else can run).
 	out, err := e.handle(context.Background(), payload)
 	if err != nil || out.Objects[0].Outcome != OutcomeDone || out.Objects[0].RowsRead != 150 {
 		t.Fatalf("continuation: %+v %v, want done reading the last 150 rows", out, err)
@@ -195,7 +195,7 @@ func TestSweepEventIsStrict(t *testing.T) {
 	for _, raw := range []string{
 		`{"taxistream":"sweep","key":"raw/a.csv"}`,
 		`{"taxistream":"sweep","continuation":3}`,
-		`{"taxistream":"continuation","bucket":"` + testBucket + `","key":"raw/a.csv","etag":"e1","force":true}`,
+		`{"taxistream":"continuation","bucket":"` + testBucket + `","key":"raw/a.csv","etag":"e1","idle":true}`,
 	} {
 		e := newEnv(t, nil)
 		res := e.sweep(t, raw)

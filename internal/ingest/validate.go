@@ -98,15 +98,15 @@ func (ev Event) validate(maxContinuations int) error {
 	switch ev.Kind {
 	case KindContinuation, KindReplay:
 	case KindSweep:
-		if ev != (Event{Kind: KindSweep, Force: ev.Force}) {
-			return errors.New(`a sweep event has no other field than "force"`)
+		if ev != (Event{Kind: KindSweep, Idle: ev.Idle}) {
+			return errors.New(`a sweep event has no other field than "idle"`)
 		}
 		return nil
 	default:
 		errs = append(errs, fmt.Errorf("unknown taxistream event kind %q (want %q, %q or %q)", ev.Kind, KindContinuation, KindReplay, KindSweep))
 	}
-	if ev.Force {
-		errs = append(errs, errors.New(`"force" belongs to sweep events only`))
+	if ev.Idle {
+		errs = append(errs, errors.New(`"idle" belongs to sweep events only`))
 	}
 	if ev.Kind == KindReplay && ev.ReplayID == "" {
 		errs = append(errs, errors.New("replay event without replay_id"))

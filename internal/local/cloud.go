@@ -73,6 +73,8 @@ type Options struct {
 	// WrapHandler, if set, wraps every function's handler (by logical id) before it is registered: a
 	// hook for tests and fault injection (a poison record, a function that fails for a while).
 	WrapHandler func(logicalID string, h lambda.Handler) lambda.Handler
+	// ScheduleEvery is how often the template's schedules (the sweeper) run; default 5 s.
+	ScheduleEvery time.Duration
 }
 
 // Cloud is a running local cloud.
@@ -93,6 +95,8 @@ type Cloud struct {
 	logFile      *os.File
 	mu           sync.Mutex
 	failures     []string       // keys of on-failure records written under <Dir>/failures/
+	recovered    []ingest.ObjectResult
+	unlock       func()
 	quiet        map[string]int // keys whose next ObjectCreated is not notified (PutObjectQuietly)
 	faulty       *faultyBucket  // the bucket of S3Faults.Function, nil without S3 faults
 	cancel       context.CancelFunc
@@ -113,6 +117,9 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	if len(opts.AsyncRetryDelays) == 0 {
 		opts.AsyncRetryDelays = []time.Duration{time.Second, 2 * time.Second}
 	}
+	if opts.ScheduleEvery == 0 {
+		opts.ScheduleEvery = defaultScheduleEvery
+	}
 	tpl, err := loadTemplate(&opts)
 	if err != nil {
 		return nil, err
@@ -128,6 +135,10 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	if err := c.open(ctx, opts); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if err := c.recover(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("resuming what an earlier run left running: %w", err)
 	}
 	return c, nil
 }
@@ -161,8 +172,17 @@ func loadTemplate(opts *Options) (*samtemplate.Template, error) {
 func (c *Cloud) open(ctx context.Context, opts Options) error {
 	s := c.Settings
 	bucketDir := filepath.Join(opts.Dir, "bucket")
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return err
+	}
+	// One local cloud per folder: its leases, sequence numbers and buffers are this process's alone.
+	unlock, err := lockDir(opts.Dir)
+	if err != nil {
+		return err
+	}
+	c.unlock = unlock
 	if opts.Fresh {
-		if err := os.RemoveAll(opts.Dir); err != nil {
+		if err := emptyDir(opts.Dir, "lock"); err != nil {
 			return fmt.Errorf("emptying %s: %w", opts.Dir, err)
 		}
 	}
@@ -176,7 +196,6 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 		}
 		c.logFile, c.logs = f, &syncWriter{w: f}
 	}
-	var err error
 	if c.Bucket, err = bucket.Open(bucketDir, s.Bucket.Name); err != nil {
 		return fmt.Errorf("opening the local bucket: %w", err)
 	}
@@ -237,6 +256,11 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.runSchedules(runCtx, opts.ScheduleEvery)
+	}()
 	for _, r := range []interface{ Run(context.Context) error }{c.Firehose, c.ESM} {
 		if r == nil || isNil(r) {
 			continue
@@ -248,6 +272,23 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 				fmt.Fprintf(c.logs, "{\"level\":\"ERROR\",\"msg\":\"local service stopped\",\"error\":%q}\n", err.Error())
 			}
 		}()
+	}
+	return nil
+}
+
+// emptyDir removes everything in dir but the entry named keep.
+func emptyDir(dir, keep string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == keep {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -291,6 +332,9 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 		env["AWS_LAMBDA_LOG_LEVEL"] = fn.ApplicationLogLevel
 		if id == ProcessFunction && opts.ZoneLookup != "" {
 			env["ZONE_LOOKUP"] = opts.ZoneLookup
+		}
+		if id == IngestFunction {
+			env["SWEEP_GRACE"] = localSweepGrace(opts.AsyncRetryDelays).String()
 		}
 		for k, v := range opts.Env[id] {
 			env[k] = v
@@ -344,7 +388,7 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}
-			lf.Handler = lambda.NewHandler(h.Handle)
+			lf.Handler = h // the payload as sent, as functions/ingest's lambda.Start(h) on AWS
 		case ProcessFunction:
 			h, err := process.New(ctx, cfg, process.Deps{S3: store, Log: log, Metrics: c.logs})
 			if err != nil {
@@ -512,6 +556,18 @@ func (c *Cloud) Drain(ctx context.Context) error {
 			return fmt.Errorf("flushing Firehose: %w", err)
 		}
 	}
+	if err := c.WaitIdle(ctx); err != nil {
+		return err
+	}
+	// Objects whose invocations all ended before they finished: the sweeper resumes or fails them.
+	if err := c.sweepUntilSettled(ctx); err != nil {
+		return err
+	}
+	if c.Firehose != nil {
+		if err := c.Firehose.Flush(ctx); err != nil {
+			return fmt.Errorf("flushing Firehose: %w", err)
+		}
+	}
 	return c.WaitIdle(ctx)
 }
 
@@ -530,6 +586,9 @@ func (c *Cloud) Close() error {
 	}
 	if c.logFile != nil {
 		c.logFile.Close()
+	}
+	if c.unlock != nil {
+		c.unlock()
 	}
 	return err
 }

@@ -25,9 +25,12 @@ type S3Faults struct {
 	// PutStoreThenFailRate is the probability that a PutObject stores the object and then fails, like
 	// a request whose response was lost: the caller cannot know that it was stored.
 	PutStoreThenFailRate float64
+	// FailPut, when set, fails the puts it returns true for (before the rates apply): deterministic
+	// faults for tests, e.g. "the first two conditional manifest updates".
+	FailPut func(in *s3.PutObjectInput) bool
 }
 
-func (f S3Faults) on() bool { return f.PutErrorRate > 0 || f.PutStoreThenFailRate > 0 }
+func (f S3Faults) on() bool { return f.PutErrorRate > 0 || f.PutStoreThenFailRate > 0 || f.FailPut != nil }
 
 // S3FaultStats counts the injected S3 write failures.
 type S3FaultStats struct {
@@ -61,7 +64,12 @@ func (b *faultyBucket) PutObject(ctx context.Context, in *s3.PutObjectInput, opt
 	b.puts.Add(1)
 	b.mu.Lock()
 	r := b.rng.Float64()
+	forced := b.faults.FailPut != nil && b.faults.FailPut(in)
 	b.mu.Unlock()
+	if forced {
+		b.putErrors.Add(1)
+		return nil, errInjected()
+	}
 	switch {
 	case r < b.faults.PutErrorRate:
 		b.putErrors.Add(1)
