@@ -21,6 +21,7 @@ import (
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/taxistream/taxistream"
 	"github.com/taxistream/taxistream/internal/config"
 	"github.com/taxistream/taxistream/internal/ingest"
 	"github.com/taxistream/taxistream/internal/local/bucket"
@@ -31,7 +32,6 @@ import (
 	"github.com/taxistream/taxistream/internal/local/trigger"
 	"github.com/taxistream/taxistream/internal/obs"
 	"github.com/taxistream/taxistream/internal/process"
-	"github.com/taxistream/taxistream"
 	"github.com/taxistream/taxistream/internal/samtemplate"
 )
 
@@ -82,19 +82,19 @@ type Cloud struct {
 	Settings *samtemplate.Settings
 	// TemplatePath is the template the settings came from (EmbeddedTemplate for the built-in one).
 	TemplatePath string
-	Bucket   *bucket.Bucket
-	Stream   *stream.Stream
-	Firehose *firehose.Firehose // nil when the template has none
-	ESM      *esm.ESM           // nil when ProcessFunction has no Kinesis event
-	Lambda   *locallambda.Runtime
-	Trigger  *trigger.Trigger
+	Bucket       *bucket.Bucket
+	Stream       *stream.Stream
+	Firehose     *firehose.Firehose // nil when the template has none
+	ESM          *esm.ESM           // nil when ProcessFunction has no Kinesis event
+	Lambda       *locallambda.Runtime
+	Trigger      *trigger.Trigger
 
 	dir          string
 	pollInterval time.Duration
 	logs         io.Writer
 	logFile      *os.File
 	mu           sync.Mutex
-	failures     []string       // keys of on-failure records written under <Dir>/failures/
+	failures     []string // keys of on-failure records written under <Dir>/failures/
 	recovered    []ingest.ObjectResult
 	unlock       func()
 	quiet        map[string]int // keys whose next ObjectCreated is not notified (PutObjectQuietly)

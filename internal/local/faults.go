@@ -30,7 +30,9 @@ type S3Faults struct {
 	FailPut func(in *s3.PutObjectInput) bool
 }
 
-func (f S3Faults) on() bool { return f.PutErrorRate > 0 || f.PutStoreThenFailRate > 0 || f.FailPut != nil }
+func (f S3Faults) on() bool {
+	return f.PutErrorRate > 0 || f.PutStoreThenFailRate > 0 || f.FailPut != nil
+}
 
 // S3FaultStats counts the injected S3 write failures.
 type S3FaultStats struct {
