@@ -18,6 +18,7 @@ import (
 
 	"github.com/taxistream/taxistream/internal/local"
 	"github.com/taxistream/taxistream/internal/local/stream"
+	"github.com/taxistream/taxistream/internal/local/wire"
 )
 
 // localFlags are the flags shared by `local` and `invoke`.
@@ -119,16 +120,18 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	summaryJSON := fs.String("summary-json", "", "also write the summary as JSON to this file")
 	timeout := fs.Duration("timeout", 15*time.Minute, "give up when the pipeline is not idle after this long")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	serve := fs.Bool("serve", false, "keep running and serve the bucket (S3) and the stream (Kinesis) on --addr to the AWS CLI, boto3 and the SDKs (AWS_ENDPOINT_URL); Ctrl-C stops")
+	addr := fs.String("addr", wire.DefaultAddr, "address of --serve (loopback only by default)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: taxistream local [--demo] [--watch] [flags] [FILE...]\n\nRuns IngestFunction, Firehose, ProcessFunction and ReplayFunction on the embedded local cloud with the\nsettings of template.yaml. FILEs are copied into raw/ (which triggers ingestion, as on AWS).")
+		fmt.Fprintln(stderr, "usage: taxistream local [--demo] [--watch] [--serve [--addr HOST:PORT]] [flags] [FILE...]\n\nRuns IngestFunction, Firehose, ProcessFunction and ReplayFunction on the embedded local cloud with the\nsettings of template.yaml. FILEs are copied into raw/ (which triggers ingestion, as on AWS).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	if !*demo && !*watch && fs.NArg() == 0 {
+	if !*demo && !*watch && !*serve && fs.NArg() == 0 {
 		fs.Usage()
-		return fmt.Errorf("%w: give files, --demo or --watch", errUsage)
+		return fmt.Errorf("%w: give files, --demo, --watch or --serve", errUsage)
 	}
 	opts, err := lf.options()
 	if err != nil {
@@ -143,6 +146,13 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	fmt.Fprintf(stderr, "local cloud up: bucket %s (%s), stream %s (%d shard(s), limits %s), template %s\n",
 		cloud.Bucket.Name(), cloud.Bucket.Dir(), cloud.Stream.Name(), cloud.Settings.Stream.ShardCount, onOff(!opts.LimitsOff), cloud.TemplatePath)
 
+	stopServe := func() {}
+	if *serve {
+		if stopServe, err = startServe(cloud, *addr, stderr); err != nil {
+			return err
+		}
+		defer stopServe()
+	}
 	runCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	stopProgress := startProgress(runCtx, cloud, stderr, *quiet)
@@ -158,13 +168,18 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return err
 		}
 	}
-	if *watch {
-		fmt.Fprintf(stderr, "watching %s: copy trip files there; Ctrl-C to stop\n", filepath.Join(cloud.Bucket.Dir(), "raw"))
-		werr := cloud.Bucket.Watch(ctx, "raw/", time.Second, func(err error) { fmt.Fprintln(stderr, "watch:", err) })
-		if werr != nil && !errors.Is(werr, context.Canceled) {
-			stopProgress()
-			return werr
+	if *watch || *serve {
+		if *watch {
+			fmt.Fprintf(stderr, "watching %s: copy trip files there; Ctrl-C to stop\n", filepath.Join(cloud.Bucket.Dir(), "raw"))
+			werr := cloud.Bucket.Watch(ctx, "raw/", time.Second, func(err error) { fmt.Fprintln(stderr, "watch:", err) })
+			if werr != nil && !errors.Is(werr, context.Canceled) {
+				stopProgress()
+				return werr
+			}
+		} else {
+			<-ctx.Done()
 		}
+		stopServe() // nothing new arrives while the pipeline drains
 		// Ctrl-C: finish what is in flight with a fresh deadline.
 		runCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), *timeout)
 		defer cancel()

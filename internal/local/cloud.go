@@ -447,6 +447,10 @@ func (c *Cloud) PutObjectQuietly(ctx context.Context, key string, body io.Reader
 // S3FaultStats returns the counters of the injected S3 write failures (zero without Options.S3Faults).
 func (c *Cloud) S3FaultStats() S3FaultStats { return c.faulty.stats() }
 
+// Logs is where the functions and the services log (<Dir>/logs/functions.log unless Options.Logs), for
+// services started beside the cloud, such as the wire server of `taxistream local --serve`.
+func (c *Cloud) Logs() io.Writer { return c.logs }
+
 // FunctionName returns the deployed name of a function by logical id.
 func (c *Cloud) FunctionName(logicalID string) string { return c.Settings.Functions[logicalID].Name }
 

@@ -105,3 +105,28 @@ func RIE(t testing.TB) string {
 	t.Helper()
 	return Tool(t, "TAXISTREAM_RIE", ".tools/bin/aws-lambda-rie")
 }
+
+// AWSCLI returns the AWS CLI (`aws` on PATH), or skips (fails under CI).
+func AWSCLI(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("aws")
+	if err != nil {
+		missing(t, "the AWS CLI (aws) is not on PATH", "pip install awscli, or apt-get install awscli")
+	}
+	return p
+}
+
+// Python returns a python3 that can import every module named (e.g. "boto3"), or skips (fails under CI).
+func Python(t testing.TB, modules ...string) string {
+	t.Helper()
+	p, err := exec.LookPath("python3")
+	if err != nil {
+		missing(t, "python3 is not on PATH", "install Python 3.9 or later")
+	}
+	for _, m := range modules {
+		if out, err := exec.Command(p, "-c", "import "+m).CombinedOutput(); err != nil {
+			missing(t, "python3 cannot import "+m+": "+string(out), "pip install "+m)
+		}
+	}
+	return p
+}

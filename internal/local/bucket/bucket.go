@@ -19,6 +19,7 @@
 package bucket
 
 import (
+	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
@@ -46,7 +47,25 @@ const (
 const (
 	EventPut  = "ObjectCreated:Put"
 	EventCopy = "ObjectCreated:Copy"
+	// EventCompleteMultipartUpload names an object assembled from a multipart upload (see WithEvent).
+	EventCompleteMultipartUpload = "ObjectCreated:CompleteMultipartUpload"
 )
+
+type eventKey struct{}
+
+// WithEvent returns a context under which PutObject reports the object it writes to the OnCreate hooks
+// with the given event name instead of EventPut: the S3 wire server assembles a multipart upload with
+// one PutObject and reports it as EventCompleteMultipartUpload, as S3 does.
+func WithEvent(ctx context.Context, event string) context.Context {
+	return context.WithValue(ctx, eventKey{}, event)
+}
+
+func eventOf(ctx context.Context) string {
+	if e, ok := ctx.Value(eventKey{}).(string); ok && e != "" {
+		return e
+	}
+	return EventPut
+}
 
 // ObjectCreated describes a new object version, given to the OnCreate hooks after every successful
 // PutObject and CopyObject and for every stable new file found by Scan.

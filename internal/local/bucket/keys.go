@@ -16,6 +16,10 @@ const maxSegmentLength = 255
 // ErrInvalidKey is wrapped by every key refused by the local bucket (see keyPath).
 var ErrInvalidKey = errors.New("invalid object key")
 
+// ErrKeyConflict is wrapped by a write refused because the key and another key would be a file and a
+// folder of the same name on disk ("state/a" and "state/a/b"), which S3 allows and a folder cannot hold.
+var ErrKeyConflict = errors.New("key conflicts with another key on disk")
+
 // keyPath maps an S3 key to a slash-separated path relative to the bucket folder.
 //
 // The mapping, one key segment (text between '/') at a time:

@@ -213,7 +213,7 @@ func (b *Bucket) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 		Size:        size,
 		ContentType: ct,
 		Metadata:    lowerKeys(in.Metadata),
-	}, in.IfMatch, in.IfNoneMatch, EventPut, *in.Key)
+	}, in.IfMatch, in.IfNoneMatch, eventOf(ctx), *in.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -284,12 +284,12 @@ func (b *Bucket) commit(op, p, tmp string, m meta, ifMatch, ifNoneMatch *string,
 	if dir := path.Dir(p); dir != "." {
 		if err := b.root.MkdirAll(dir, 0o755); err != nil {
 			b.root.Remove(tmp)
-			return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: a parent of the key is an object, which a folder on disk cannot hold: %w", b.name, key, err)
+			return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: %w: a parent of the key is an object, which a folder on disk cannot hold: %w", b.name, key, ErrKeyConflict, err)
 		}
 	}
 	if err := b.root.Rename(tmp, p); err != nil {
 		b.root.Remove(tmp)
-		return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: the key is also a prefix of other keys, which a folder on disk cannot hold: %w", b.name, key, err)
+		return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: %w: the key is also a prefix of other keys, which a folder on disk cannot hold: %w", b.name, key, ErrKeyConflict, err)
 	}
 	fi, err := b.root.Lstat(p)
 	if err != nil {
