@@ -48,6 +48,9 @@ type Manifest struct {
 
 	Status string `json:"status"`           // running | done | failed
 	Reason string `json:"reason,omitempty"` // why it failed (or the last error of a released run)
+	// Warnings say what is surprising about a file that converted without error (convert.Warnings):
+	// empty, a header and no rows, no TLC column (converted as a generic CSV). Set when it is done.
+	Warnings []string `json:"warnings,omitempty"`
 	// Owner is the request id of the invocation that owns the object until LeaseUntil. An owner that hands
 	// over (continuation) or gives up (error to be retried) releases the lease by setting it to its own
 	// last update time; a running manifest whose lease has expired may be taken over with If-Match.

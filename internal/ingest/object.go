@@ -297,13 +297,23 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 	}
 	_, res, err := r.commit(ctx, func(m *Manifest) {
 		m.Status, m.Reason, m.FinishedAt = StatusDone, "", h.now()
+		var cp convert.Checkpoint
+		if m.Checkpoint != nil {
+			cp = *m.Checkpoint
+		}
+		m.Warnings = convert.Warnings(cp, convert.Stats{RowsRead: m.Counts.RowsRead, Records: m.Counts.RecordsSent, Rejected: m.Counts.Rejected}, r.o.Size)
 	})
 	if res.Outcome == "" {
 		res.Outcome = OutcomeDone
 	}
 	if res.Outcome == OutcomeDone {
-		h.log.InfoContext(ctx, "object done", "bucket", r.o.Bucket, "key", r.o.Key, "version", r.o.version(),
-			"rows", r.st.m.Counts.RowsRead, "records", r.st.m.Counts.RecordsSent, "rejected", r.st.m.Counts.Rejected)
+		attrs := []any{"bucket", r.o.Bucket, "key", r.o.Key, "version", r.o.version(),
+			"rows", r.st.m.Counts.RowsRead, "records", r.st.m.Counts.RecordsSent, "rejected", r.st.m.Counts.Rejected}
+		if w := r.st.m.Warnings; len(w) > 0 {
+			h.log.WarnContext(ctx, "object done with warnings", append(attrs, "warnings", w)...)
+		} else {
+			h.log.InfoContext(ctx, "object done", attrs...)
+		}
 	}
 	return res, err
 }

@@ -12,6 +12,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,8 +97,11 @@ type Cloud struct {
 	logs         io.Writer
 	logFile      *os.File
 	mu           sync.Mutex
-	failures     []string // keys of on-failure records written under <Dir>/failures/
+	failures     []string // on-failure records under <Dir>/failures/, earlier runs' included
+	failureSeq   int      // number of the last one
 	recovered    []ingest.ObjectResult
+	renotified   []string
+	startedAt    time.Time // when Start began: what this run touched is newer
 	unlock       func()
 	quiet        map[string]int // keys whose next ObjectCreated is not notified (PutObjectQuietly)
 	faulty       *faultyBucket  // the bucket of S3Faults.Function, nil without S3 faults
@@ -128,7 +134,7 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolving the template: %w", err)
 	}
-	c := &Cloud{Settings: settings, TemplatePath: opts.TemplatePath, dir: opts.Dir, pollInterval: opts.PollInterval}
+	c := &Cloud{Settings: settings, TemplatePath: opts.TemplatePath, dir: opts.Dir, pollInterval: opts.PollInterval, startedAt: time.Now()}
 	if opts.Logs != nil {
 		c.logs = &syncWriter{w: opts.Logs}
 	}
@@ -189,6 +195,14 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "logs"), 0o755); err != nil {
 		return err
 	}
+	if c.failures, err = existingFailures(opts.Dir); err != nil {
+		return err
+	}
+	for _, f := range c.failures {
+		if n, err := strconv.Atoi(strings.TrimSuffix(filepath.Base(f), ".json")); err == nil {
+			c.failureSeq = max(c.failureSeq, n)
+		}
+	}
 	if c.logs == nil {
 		f, err := os.OpenFile(filepath.Join(opts.Dir, "logs", "functions.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -205,9 +219,12 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	}
 	if c.Stream, err = stream.New(stream.Config{
 		Name: s.Stream.Name, Region: s.Region, ShardCount: shards, RetentionHours: s.Stream.RetentionHours,
-		LimitsOff: opts.LimitsOff, Faults: opts.Faults,
+		LimitsOff: opts.LimitsOff, Faults: opts.Faults, Dir: filepath.Join(opts.Dir, "stream"),
 	}); err != nil {
-		return fmt.Errorf("creating the local stream: %w", err)
+		if errors.Is(err, stream.ErrLayoutChanged) {
+			return fmt.Errorf("opening the local stream: %w (the folder keeps its stream between runs: use another --dir, or --reset to empty this one)", err)
+		}
+		return fmt.Errorf("opening the local stream: %w", err)
 	}
 	c.Lambda = locallambda.New(locallambda.Config{
 		Region: s.Region, AccountID: s.AccountID, RetryDelays: opts.AsyncRetryDelays,
@@ -221,6 +238,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 			DeliveryStreamName: fh.Name, StreamName: c.Stream.Name(), StreamARN: c.Stream.ARN(), Bucket: c.Bucket.Name(),
 			Prefix: fh.Prefix, ErrorOutputPrefix: fh.ErrorOutputPrefix, BufferSizeMiB: fh.BufferSizeMB,
 			BufferIntervalSeconds: fh.BufferIntervalSeconds, CompressionFormat: fh.CompressionFormat,
+			StatePath:    filepath.Join(opts.Dir, "firehose", fh.Name+".json"),
 			PollInterval: opts.PollInterval, Logger: slog.New(slog.NewJSONHandler(c.logs, nil)),
 		}, c.Stream, c.Bucket); err != nil {
 			return fmt.Errorf("creating the local Firehose: %w", err)
@@ -236,6 +254,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 			MaximumRecordAgeInSeconds: ev.MaximumRecordAgeInSeconds, TumblingWindowInSeconds: ev.TumblingWindowInSeconds,
 			Invoke:       c.syncInvoker(fn.Name),
 			OnFailure:    c.onFailure("esm"),
+			StatePath:    filepath.Join(opts.Dir, "esm", fn.Name+".json"),
 			PollInterval: opts.PollInterval,
 			Logger:       slog.New(slog.NewJSONHandler(c.logs, nil)),
 		}, c.Stream); err != nil {
@@ -480,7 +499,8 @@ func (c *Cloud) onFailure(source string) func(ctx context.Context, record []byte
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		name := filepath.Join(dir, fmt.Sprintf("%06d.json", len(c.failures)+1))
+		c.failureSeq++
+		name := filepath.Join(dir, fmt.Sprintf("%06d.json", c.failureSeq))
 		if err := os.WriteFile(name, record, 0o644); err != nil {
 			return err
 		}
@@ -489,7 +509,18 @@ func (c *Cloud) onFailure(source string) func(ctx context.Context, record []byte
 	}
 }
 
-// Failures returns the files of the on-failure records written so far.
+// existingFailures lists the on-failure records earlier runs left in dir (<dir>/failures/*/NNNNNN.json),
+// in order.
+func existingFailures(dir string) ([]string, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "failures", "*", "[0-9]*.json"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(names, func(i, j int) bool { return filepath.Base(names[i]) < filepath.Base(names[j]) })
+	return names, nil
+}
+
+// Failures returns the files of the on-failure records in the folder: earlier runs' and this one's.
 func (c *Cloud) Failures() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -575,6 +606,32 @@ func (c *Cloud) Drain(ctx context.Context) error {
 	return c.WaitIdle(ctx)
 }
 
+// Interrupt stops the cloud where it is, for a Ctrl-C or a timeout: Firehose, the event source mapping
+// and the schedules stop polling (their checkpoints are in the folder), running invocations see their
+// context cancelled (IngestFunction releases its object at its last checkpoint) and queued events are
+// dropped (Start notifies again what never started). It waits until the running handlers returned or
+// ctx ends. Summarize still works; Close must follow.
+func (c *Cloud) Interrupt(ctx context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+	if c.Lambda == nil {
+		return nil
+	}
+	c.Lambda.Close()
+	if err := c.Lambda.Wait(ctx); err != nil {
+		return fmt.Errorf("waiting for running invocations to release their objects: %w", err)
+	}
+	return nil
+}
+
+// StartedAt is when this run's cloud started: manifests updated since belong to this run.
+func (c *Cloud) StartedAt() time.Time { return c.startedAt }
+
+// Dir is the folder of the local cloud.
+func (c *Cloud) Dir() string { return c.dir }
+
 // Close stops the background services.
 func (c *Cloud) Close() error {
 	if c.cancel != nil {
@@ -583,6 +640,9 @@ func (c *Cloud) Close() error {
 	c.wg.Wait()
 	if c.Lambda != nil {
 		c.Lambda.Close()
+	}
+	if c.Stream != nil {
+		c.Stream.Close()
 	}
 	var err error
 	if c.Bucket != nil {

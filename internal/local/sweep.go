@@ -3,15 +3,19 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/taxistream/taxistream/internal/ingest"
+	"github.com/taxistream/taxistream/internal/local/bucket"
 )
 
 // The local side of the sweeper (internal/ingest/sweep.go). The template's schedules run every
@@ -70,17 +74,74 @@ func (c *Cloud) Sweep(ctx context.Context, idle bool) (ingest.Result, error) {
 // Recovered is what Start found left running by an earlier run and handed over again.
 func (c *Cloud) Recovered() []ingest.ObjectResult { return c.recovered }
 
-// recover resumes at start-up what an earlier run of this folder left running (a kill -9, a crash).
+// Renotified is the keys under the trigger's prefixes that Start notified again: objects with no
+// manifest, whose notification an earlier run accepted but never ran (Lambda's queue of asynchronous
+// events is in memory: a kill -9 or Ctrl-C drops it).
+func (c *Cloud) Renotified() []string { return c.renotified }
+
+// recover resumes at start-up what an earlier run of this folder left running (a kill -9, a crash, a
+// Ctrl-C): objects in flight go to the sweeper, which hands them over at their checkpoint; objects
+// never started are notified again.
 func (c *Cloud) recover(ctx context.Context) error {
 	n, err := c.inflight(ctx)
-	if err != nil || n == 0 {
-		return err
-	}
-	res, err := c.Sweep(ctx, true)
 	if err != nil {
 		return err
 	}
-	c.recovered = res.Objects
+	if n > 0 {
+		res, err := c.Sweep(ctx, true)
+		if err != nil {
+			return err
+		}
+		c.recovered = res.Objects
+	}
+	return c.renotify(ctx)
+}
+
+// renotify sends the S3 notification again for every object the trigger would notify that has no
+// ingest manifest. A duplicate notification is harmless (ingest is idempotent per object version).
+func (c *Cloud) renotify(ctx context.Context) error {
+	if c.Trigger == nil {
+		return nil
+	}
+	prefixes := map[string]bool{}
+	for _, fn := range c.Settings.Functions {
+		if fn.Name != c.FunctionName(IngestFunction) {
+			continue
+		}
+		for _, e := range fn.S3Events {
+			prefixes[e.Prefix] = true
+		}
+	}
+	for prefix := range prefixes {
+		p := s3.NewListObjectsV2Paginator(c.Bucket, &s3.ListObjectsV2Input{Bucket: aws.String(c.Bucket.Name()), Prefix: aws.String(prefix)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return fmt.Errorf("listing %s: %w", prefix, err)
+			}
+			for _, o := range page.Contents {
+				key, etag := aws.ToString(o.Key), strings.Trim(aws.ToString(o.ETag), `"`)
+				if len(c.Trigger.Matches(bucket.EventPut, key)) == 0 {
+					continue
+				}
+				_, err := c.Bucket.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.Bucket.Name()), Key: aws.String(ingest.ManifestKey(key, etag, ""))})
+				if err == nil {
+					continue
+				}
+				var nf *s3types.NotFound
+				var nsk *s3types.NoSuchKey
+				if !errors.As(err, &nf) && !errors.As(err, &nsk) {
+					return fmt.Errorf("looking for the manifest of %s: %w", key, err)
+				}
+				now := time.Now().UTC()
+				c.Trigger.Handle(bucket.ObjectCreated{
+					Bucket: c.Bucket.Name(), Key: key, Size: aws.ToInt64(o.Size), ETag: etag, EventName: bucket.EventPut,
+					Sequencer: fmt.Sprintf("%018X", now.UnixNano()), Time: now,
+				})
+				c.renotified = append(c.renotified, key)
+			}
+		}
+	}
 	return nil
 }
 

@@ -106,6 +106,7 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 
 	out := &kinesis.PutRecordsOutput{Records: make([]types.PutRecordsResultEntry, len(entries)), EncryptionType: types.EncryptionTypeNone}
 	failed := int32(0)
+	written := map[*shard][]int{} // entries per shard, written to its log after the loop
 	for i, e := range entries {
 		sh := s.route(e.hash)
 		res := &out.Records[i]
@@ -131,12 +132,27 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 			sh.winBytes += size
 		}
 		seq := s.nextSeq(sh)
-		seqInt, _ := new(big.Int).SetString(seq, 10)
-		sh.recs = append(sh.recs, record{seq: seq, seqInt: seqInt, key: e.key, data: e.data, arrival: arrival})
+		sh.log.add(s.counter, arrival.UnixMilli(), e.key, e.data)
+		written[sh] = append(written[sh], i)
 		s.bytes += int64(size)
 		s.stats.RecordsStored++
 		s.stats.BytesStored += int64(size)
 		res.SequenceNumber, res.ShardId = aws.String(seq), aws.String(sh.id)
+	}
+	// The records are answered as stored only once they are in the shards' files.
+	for sh, idx := range written {
+		if err := sh.log.commit(); err != nil {
+			s.stats.StorageErrors++
+			for _, i := range idx {
+				size := int64(len(entries[i].data) + len(entries[i].key))
+				s.bytes -= size
+				s.stats.RecordsStored--
+				s.stats.BytesStored -= size
+				out.Records[i] = types.PutRecordsResultEntry{ErrorCode: aws.String(ErrCodeInternalFailure),
+					ErrorMessage: aws.String("Internal service failure (local stream: " + err.Error() + ").")}
+				failed++
+			}
+		}
 	}
 	out.FailedRecordCount = aws.Int32(failed)
 	s.trim(now)

@@ -36,7 +36,7 @@ func (s *Stream) toShard(sh *shard) types.Shard {
 
 // visible reports whether a shard is still listed: open, or closed with records within retention.
 func (s *Stream) visible(sh *shard, now time.Time) bool {
-	return !sh.closed() || len(sh.recs) > 0 || now.Sub(s.created) < s.retention
+	return !sh.closed() || sh.log.len() > 0 || now.Sub(s.created) < s.retention
 }
 
 // ListShards lists the shards (open and closed within retention) in shard id order. It supports
@@ -190,6 +190,9 @@ func (s *Stream) SplitShard(ctx context.Context, in *kinesis.SplitShardInput, _ 
 	a := s.addShard(sh.start, new(big.Int).Sub(k, big.NewInt(1)), sh.id, "")
 	b := s.addShard(k, sh.end, sh.id, "")
 	sh.children = []int{a.index, b.index}
+	if err := s.saveLayout(); err != nil {
+		return nil, &types.InternalFailureException{Message: aws.String("Internal service failure (local stream: " + err.Error() + ").")}
+	}
 	return &kinesis.SplitShardOutput{}, nil
 }
 
@@ -223,6 +226,9 @@ func (s *Stream) MergeShards(ctx context.Context, in *kinesis.MergeShardsInput, 
 	c := s.addShard(lo.start, hi.end, a.id, b.id)
 	a.children = []int{c.index}
 	b.children = []int{c.index}
+	if err := s.saveLayout(); err != nil {
+		return nil, &types.InternalFailureException{Message: aws.String("Internal service failure (local stream: " + err.Error() + ").")}
+	}
 	return &kinesis.MergeShardsOutput{}, nil
 }
 
@@ -246,7 +252,8 @@ type Stats struct {
 	InternalFailures int64 // entries rejected with InternalFailure (injected)
 	RequestErrors    int64 // whole requests failed by injection (incl. store-then-fail)
 	ReadThrottled    int64 // GetRecords calls rejected by the read limits
-	RecordsHeld      int64 // records in memory now
+	StorageErrors    int64 // failed reads or writes of the records' files (answered as InternalFailure)
+	RecordsHeld      int64 // records retained now (on disk with Config.Dir, else in memory)
 	BytesHeld        int64
 }
 
@@ -257,7 +264,7 @@ func (s *Stream) Stats() Stats {
 	st := s.stats
 	st.BytesHeld = s.bytes
 	for _, sh := range s.shards {
-		st.RecordsHeld += int64(len(sh.recs))
+		st.RecordsHeld += int64(sh.log.len())
 	}
 	return st
 }
