@@ -295,7 +295,7 @@ func printSummary(w io.Writer, s local.Summary, cloud *local.Cloud) {
 	fmt.Fprintf(w, "  throttled, retried %d entries throttled, %d retries\n", s.Throttled, s.Retries)
 	fmt.Fprintf(w, "  continuations      %d\n", s.Continuations)
 	fmt.Fprintf(w, "  archive            %d objects, %d records (%d distinct), %d error objects\n", s.ArchiveObjects, s.ArchiveRecords, s.ArchiveDistinct, s.ArchiveErrors)
-	fmt.Fprintf(w, "  trips processed    %d in %d Parquet objects\n", s.TripsProcessed, s.TripObjects)
+	fmt.Fprintf(w, "  trips processed    %d in %d Parquet objects (%d distinct, %d processed_duplicates)\n", s.TripsProcessed, s.TripObjects, s.TripsDistinct, s.ProcessedDuplicates)
 	fmt.Fprintf(w, "  quarantined        %d\n", s.Quarantined)
 	fmt.Fprintf(w, "  windows written    %d\n", s.Windows)
 	fmt.Fprintf(w, "  failure records    %d\n", s.FailureRecords)

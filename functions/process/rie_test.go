@@ -284,21 +284,17 @@ func TestBootstrapUnderRIE(t *testing.T) {
 		if keys := listKeys(t, ctx, fake, process.ZoneStatsPrefix); !slices.Equal(keys, []string{statsKey}) {
 			t.Fatalf("zone stats objects %v, want [%s]", keys, statsKey)
 		}
-		var stats []process.ZoneStat
-		dec := json.NewDecoder(bytes.NewReader(fake.Get(t, bucket, statsKey)))
-		for dec.More() {
-			var s process.ZoneStat
-			if err := dec.Decode(&s); err != nil {
-				t.Fatalf("decoding %s: %v", statsKey, err)
-			}
-			stats = append(stats, s)
+		body := fake.Get(t, bucket, statsKey)
+		stats, err := parquet.Read[process.ZoneStat](bytes.NewReader(body), int64(len(body)))
+		if err != nil {
+			t.Fatalf("reading %s: %v", statsKey, err)
 		}
 		if len(stats) != len(windowRecs) {
-			t.Fatalf("%d zone stat lines, want %d", len(stats), len(windowRecs))
+			t.Fatalf("%d zone stat rows, want %d", len(stats), len(windowRecs))
 		}
 		for _, s := range stats {
-			if s.Trips != 1 || s.TaxiType != "yellow" || s.ShardID != shard || !s.WindowStart.Equal(windowEv.Window.Start.Time) ||
-				!s.WindowEnd.Equal(windowEv.Window.End.Time) || s.Borough == "" || s.Zone == "" {
+			if s.Trips != 1 || s.TaxiType != "yellow" || s.ShardID != shard ||
+				!s.WindowEnd.Equal(windowEv.Window.End.Time) || s.Borough == nil || s.Zone == nil {
 				t.Errorf("zone stat %+v: want 1 yellow trip of %s in the event's window with zone names", s, shard)
 			}
 		}

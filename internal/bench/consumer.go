@@ -12,12 +12,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/taxistream/taxistream/internal/config"
 	"github.com/taxistream/taxistream/internal/kpl"
@@ -91,17 +94,39 @@ func runConsumer(ctx context.Context, opts *Options) (*ConsumerResult, error) {
 	return res, nil
 }
 
-// discardS3 is the consumer's S3: it reads and counts what is written.
-type discardS3 struct{ bytes atomic.Int64 }
+// discardS3 is the consumer's S3: it reads and counts what is written, and keeps only what is written
+// under state/ (ProcessFunction's ledger, read back by the next batch); other keys read as missing.
+type discardS3 struct {
+	bytes atomic.Int64
+	mu    sync.Mutex
+	state map[string][]byte
+}
 
 func (d *discardS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	key := aws.ToString(in.Key)
+	if strings.HasPrefix(key, "state/") {
+		b, err := io.ReadAll(in.Body)
+		d.bytes.Add(int64(len(b)))
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.state == nil {
+			d.state = map[string][]byte{}
+		}
+		d.state[key] = b
+		return &s3.PutObjectOutput{ETag: aws.String(`"bench"`)}, err
+	}
 	n, err := io.Copy(io.Discard, in.Body)
 	d.bytes.Add(n)
 	return &s3.PutObjectOutput{ETag: aws.String(`"bench"`)}, err
 }
 
 func (d *discardS3) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
-	return nil, fmt.Errorf("bench: no object %s", aws.ToString(in.Key))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if b, ok := d.state[aws.ToString(in.Key)]; ok {
+		return &s3.GetObjectOutput{Body: io.NopCloser(bytes.NewReader(b)), ETag: aws.String(`"bench"`)}, nil
+	}
+	return nil, &s3types.NoSuchKey{Message: aws.String("bench: no object " + aws.ToString(in.Key))}
 }
 
 // childConsume feeds generated trips to ProcessFunction's handler on one core.

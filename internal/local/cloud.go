@@ -66,8 +66,10 @@ type Options struct {
 	PollInterval time.Duration
 	// AsyncRetryDelays of the Lambda runtime; default 1 s, 2 s (AWS waits about 1 and 2 minutes).
 	AsyncRetryDelays []time.Duration
-	// S3Faults makes one function's S3 writes fail (see S3Faults).
+	// S3Faults makes one function's S3 calls fail (see S3Faults).
 	S3Faults S3Faults
+	// FunctionFaults makes one function's invocations fail after its handler ran (see FunctionFaults).
+	FunctionFaults FunctionFaults
 	// FunctionTimeouts override the template's Timeout of functions, by logical id.
 	FunctionTimeouts map[string]time.Duration
 	// Env overrides or adds environment variables of functions, by logical id, e.g.
@@ -105,6 +107,7 @@ type Cloud struct {
 	unlock       func()
 	quiet        map[string]int // keys whose next ObjectCreated is not notified (PutObjectQuietly)
 	faulty       *faultyBucket  // the bucket of S3Faults.Function, nil without S3 faults
+	faultyFn     *faultyHandler // the handler of FunctionFaults.Function, nil without function faults
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
 }
@@ -343,6 +346,14 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 			return fmt.Errorf("S3 faults for %s: no such function in the template", opts.S3Faults.Function)
 		}
 	}
+	if opts.FunctionFaults.on() {
+		if opts.FunctionFaults.Function == "" {
+			opts.FunctionFaults.Function = ProcessFunction
+		}
+		if _, ok := s.Functions[opts.FunctionFaults.Function]; !ok {
+			return fmt.Errorf("function faults for %s: no such function in the template", opts.FunctionFaults.Function)
+		}
+	}
 	for id, fn := range s.Functions {
 		env := map[string]string{}
 		for k, v := range fn.Env {
@@ -421,6 +432,17 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 			}
 			lf.Handler = h
 		}
+		if (opts.S3Faults.on() && opts.S3Faults.Function == id) || (opts.FunctionFaults.on() && opts.FunctionFaults.Function == id) {
+			ff := opts.FunctionFaults
+			if ff.Function != id {
+				ff = FunctionFaults{} // only the invocation context, for S3Faults' hung calls
+			}
+			fh := newFaultyHandler(lf.Handler, ff)
+			if ff.on() {
+				c.faultyFn = fh
+			}
+			lf.Handler = fh
+		}
 		if opts.WrapHandler != nil {
 			lf.Handler = opts.WrapHandler(id, lf.Handler)
 		}
@@ -463,8 +485,12 @@ func (c *Cloud) PutObjectQuietly(ctx context.Context, key string, body io.Reader
 	return c.Bucket.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(c.Bucket.Name()), Key: aws.String(key), Body: body})
 }
 
-// S3FaultStats returns the counters of the injected S3 write failures (zero without Options.S3Faults).
+// S3FaultStats returns the counters of the injected S3 failures (zero without Options.S3Faults).
 func (c *Cloud) S3FaultStats() S3FaultStats { return c.faulty.stats() }
+
+// FunctionFaultStats returns the counters of the injected function errors (zero without
+// Options.FunctionFaults).
+func (c *Cloud) FunctionFaultStats() FunctionFaultStats { return c.faultyFn.stats() }
 
 // Logs is where the functions and the services log (<Dir>/logs/functions.log unless Options.Logs), for
 // services started beside the cloud, such as the wire server of `taxistream local --serve`.

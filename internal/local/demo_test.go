@@ -44,7 +44,7 @@ func TestDemo(t *testing.T) {
 
 	// Every rejected row has a position; in the plain CSVs its raw text is at its byte offset.
 	var n int64
-	err = each(ctx, c.Bucket, c.Bucket.Name(), "rejected/", func(key string, body []byte) error {
+	err = eachLine(ctx, c.Bucket, c.Bucket.Name(), "rejected/", nil, func(key string, line []byte) {
 		src := ""
 		for _, k := range keys {
 			if strings.HasPrefix(key, "rejected/"+k+"/") {
@@ -53,9 +53,9 @@ func TestDemo(t *testing.T) {
 		}
 		if src == "" {
 			t.Errorf("%s: not under rejected/<demo key>/", key)
-			return nil
+			return
 		}
-		return lines(body, func(line []byte) {
+		{
 			n++
 			var r ingest.RejectedRow
 			if err := json.Unmarshal(line, &r); err != nil {
@@ -78,7 +78,7 @@ func TestDemo(t *testing.T) {
 			if strings.TrimRight(got, "\r\n") != r.Raw {
 				t.Errorf("%s at offset %d: %q, want the rejected row's raw text %q", src, r.Offset, got, r.Raw)
 			}
-		})
+		}
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,20 @@
 package local
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/taxistream/taxistream/internal/process"
 )
 
 // TestReconcile: each way a run can lose or add a record makes the reconciliation fail, including a
@@ -22,6 +34,13 @@ func TestReconcile(t *testing.T) {
 		{"record missing from the consumer", func(s *Summary) { s.ConsumerDistinct = 97 }, "consumer wrote"},
 		{"lost record hidden by a stray one", func(s *Summary) { s.ArchivedNotConsumed, s.ConsumerNotArchived = 1, 1 }, "same record ids"},
 		{"batch in the failure destination", func(s *Summary) { s.FailureRecords = 1 }, "failure destinations"},
+		{"a stream record written twice", func(s *Summary) {
+			s.TripsProcessed, s.TripsDistinct, s.ProcessedDuplicates, s.ProcessedRewritten = 51, 50, 1, 1
+		}, "written twice"},
+		{"a record named by an on-failure record is nowhere else, another is lost", func(s *Summary) {
+			s.FailureRecords, s.FailureNamedRecords, s.ArchivedNotConsumed, s.Unaccounted = 1, 1, 2, 1
+		}, "named by an on-failure record"},
+		{"on-failure records not read back", func(s *Summary) { s.FailureRecords, s.FailureUnresolved = 1, 1 }, "not read back"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,4 +65,89 @@ func TestReconcile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReconcileStreamDuplicates: a record the stream holds twice, written once from each copy, is
+// reported but reconciled; the same record written twice from one stream record is not.
+func TestReconcileStreamDuplicates(t *testing.T) {
+	s := Summary{Objects: 1, ObjectsDone: 1, RowsRead: 10, RecordsSent: 10, ArchiveDistinct: 10, ConsumerDistinct: 10,
+		TripsProcessed: 11, TripsDistinct: 10, ProcessedDuplicates: 1}
+	s.reconcile(true, true)
+	if !s.Reconciled || !strings.Contains(strings.Join(s.Reconciliation, "\n"), "the stream holds twice") {
+		t.Errorf("stream duplicate: reconciled %v, %v", s.Reconciled, s.Reconciliation)
+	}
+}
+
+// rangeStore is an in-memory lister that serves ranged GETs and counts the bytes it sends.
+type rangeStore struct {
+	objects map[string][]byte
+	sent    int64
+	gets    int
+}
+
+func (r *rangeStore) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, _ ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	out := &s3.ListObjectsV2Output{}
+	for k, b := range r.objects {
+		if strings.HasPrefix(k, aws.ToString(in.Prefix)) {
+			out.Contents = append(out.Contents, types.Object{Key: aws.String(k), Size: aws.Int64(int64(len(b)))})
+		}
+	}
+	return out, nil
+}
+
+func (r *rangeStore) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	b, ok := r.objects[aws.ToString(in.Key)]
+	if !ok {
+		return nil, &types.NoSuchKey{}
+	}
+	if rg := aws.ToString(in.Range); rg != "" {
+		var from, to int
+		if _, err := fmt.Sscanf(rg, "bytes=%d-%d", &from, &to); err != nil {
+			return nil, fmt.Errorf("range %q: %w", rg, err)
+		}
+		b = b[from:min(to+1, len(b))]
+	}
+	r.gets++
+	r.sent += int64(len(b))
+	return &s3.GetObjectOutput{Body: io.NopCloser(bytes.NewReader(b)), ContentLength: aws.Int64(int64(len(b)))}, nil
+}
+
+// TestReadTripIDsReadsItsColumnsOnly: the summary reads the record ids and stream positions of a
+// trips object with ranged GETs of its footer and three column chunks, not the whole object.
+func TestReadTripIDsReadsItsColumnsOnly(t *testing.T) {
+	const n = 20000
+	rows := make([]process.TripRow, n)
+	zone := strings.Repeat("a long zone name that other columns repeat ", 4)
+	for i := range rows {
+		z := fmt.Sprintf("%s%d", zone, i)
+		f := float64(i) / 7
+		rows[i] = process.TripRow{RecordID: fmt.Sprintf("rec-%08d", i), TaxiType: "yellow", PickupDatetime: time.Unix(int64(i), 0),
+			PUZone: &z, DOZone: &z, FareAmount: &f, TotalAmount: &f, KinesisSequenceNumber: fmt.Sprintf("%056d", i/10), KinesisSubSequence: int32(i % 10)}
+	}
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[process.TripRow](&buf)
+	if _, err := w.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	key := "processed/trips/pickup_date=2019-01-15/x.parquet"
+	store := &rangeStore{objects: map[string][]byte{key: buf.Bytes()}}
+	var got []string
+	streams := map[uint64]bool{}
+	err := readTripIDs(context.Background(), store, "b", key, int64(buf.Len()), func(id string, stream uint64) {
+		got = append(got, id)
+		streams[stream] = true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n || got[0] != "rec-00000000" || got[n-1] != fmt.Sprintf("rec-%08d", n-1) || len(streams) != n {
+		t.Errorf("%d ids (%v … %v), %d distinct stream positions; want %d of each", len(got), got[0], got[len(got)-1], len(streams), n)
+	}
+	if size := int64(buf.Len()); store.sent*2 > size {
+		t.Errorf("read %d bytes in %d GETs of a %d-byte object: more than half of it", store.sent, store.gets, size)
+	}
+	t.Logf("read %d of %d bytes in %d ranged GETs", store.sent, buf.Len(), store.gets)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/taxistream/taxistream/internal/kpl"
 )
@@ -87,7 +88,7 @@ func TestPartialBatchReportsSequenceNumber(t *testing.T) {
 		"processed/trips/pickup_date=2019-01-15/" + fixtureShard + "-" + fixtureSeq1 + ".parquet",
 		"quarantine/2019-01-15/" + fixtureShard + "-" + fixtureSeq1 + ".jsonl.gz",
 	}
-	if got := store.keys(""); fmt.Sprint(got) != fmt.Sprint(wantKeys) {
+	if got := store.outputKeys(); fmt.Sprint(got) != fmt.Sprint(wantKeys) {
 		t.Errorf("keys = %v, want %v", got, wantKeys)
 	}
 	m := emf(t, metrics)
@@ -135,10 +136,13 @@ func TestPartialBatchRewritesPrefix(t *testing.T) {
 	if len(rows) != 1 || rows[0].RecordID != "a" {
 		t.Fatalf("trips after the failure = %+v, want only a", rows)
 	}
-	// trips (a, c); quarantine (b) fails; trips again (a); quarantine emptied, since the failed PUT
-	// may have stored it and the retry, named after b, would write b again.
-	if n := len(store.puts); n != 4 {
-		t.Errorf("%d puts %v, want 4", n, store.puts)
+	// ledger; trips (a, c); quarantine (b) fails; trips again (a); quarantine emptied, since the
+	// failed PUT may have stored it and the retry, named after b, would write b again; the ledger
+	// again, with what the objects hold now.
+	want := []string{LedgerKey(fixtureShard), TripsKey("2019-01-15", fixtureShard, seqOf(0)), QuarantineKey("2019-01-15", fixtureShard, seqOf(0)),
+		TripsKey("2019-01-15", fixtureShard, seqOf(0)), QuarantineKey("2019-01-15", fixtureShard, seqOf(0)), LedgerKey(fixtureShard)}
+	if diff := cmp.Diff(want, store.puts); diff != "" {
+		t.Errorf("puts (-want +got):\n%s", diff)
 	}
 	if q := readQuarantine(t, store.objects[QuarantineKey("2019-01-15", fixtureShard, seqOf(0))]); len(q) != 0 {
 		t.Errorf("quarantine after the failure = %v, want empty", q)
@@ -217,21 +221,96 @@ func recordIDOf(data []byte) string {
 	return tr.recordID.v
 }
 
-// TestPropertyExactlyOnce drives random batches through the handler with random S3 failures, retrying
-// from the reported sequence number like the event source mapping. Every record must end in exactly
-// one of processed/ or quarantine/ (or be retried), and after all retries each record is in the
-// outputs exactly once; a record sent twice may appear twice only if its copies were in different
-// invocations (within a batch, the later copy is dropped).
+// TestPropertyExactlyOnce drives random batches through the handler under random faults, with the
+// event source mapping's failure handling modelled (esmModel): partial batch responses checkpoint at
+// the reported record, function errors bisect the batch, retries are bounded and an exhausted batch
+// goes to the failure destination, and a batch already done may be delivered again. Afterwards no
+// stream record is in the outputs twice, every record is in the outputs unless its batch was
+// discarded, and a record_id repeats only as often as the stream holds it.
 //
-// Fault models: "transient" fails the first PUT of a key in an invocation with probability p (the
-// clean-up rewrite then succeeds): exactly once must hold. "random" fails any PUT with probability p,
-// clean-up rewrites included: an object that could not be emptied is a residual (ResidualObjects);
-// no record may be lost, and a record may repeat only when the run reported residuals.
+// Fault models (each over 20 seeds):
+//   - transient: the first PUT of a key in an invocation fails with probability p.
+//   - random: any PUT (ledger and clean-up rewrites included) fails with probability p, and any GET
+//     with p/4: clean-up rewrites fail too, leaving residual objects for the next invocation.
+//   - stored: PUTs store their object and then fail with probability p (a lost response).
+//   - crash: besides random faults, an invocation dies after a random number of S3 calls (a timeout
+//     or a killed process: the rest of it has no effect) and is a function error, so the batch is
+//     bisected; an invocation that returned may still count as a function error, or its response be
+//     lost so that the same batch comes again; and the mapping sometimes loses its checkpoint and
+//     delivers the shard again from an earlier record.
 func TestPropertyExactlyOnce(t *testing.T) {
-	for _, model := range []string{"transient", "random"} {
+	for _, model := range []string{"transient", "random", "stored", "crash"} {
 		for seed := uint64(1); seed <= 20; seed++ {
 			t.Run(fmt.Sprint(model, "/", seed), func(t *testing.T) { propertyRun(t, model, seed) })
 		}
+	}
+}
+
+// esmModel is the event source mapping's view of a shard: its checkpoint, the pending bisection
+// halves, the attempts on the current batch, and the records it sent to the failure destination.
+type esmModel struct {
+	recs       []events.KinesisEventRecord
+	pos        int   // checkpoint: index of the first record not done
+	splits     []int // batch sizes after a bisection
+	attempts   int
+	maxRetries int
+	discarded  map[string]bool // sequence numbers sent to the failure destination
+}
+
+// next returns the next batch: the bisection half, or up to size records from the checkpoint.
+func (e *esmModel) next(size int) []events.KinesisEventRecord {
+	n := size
+	if len(e.splits) > 0 {
+		n = e.splits[0]
+	}
+	return e.recs[e.pos:min(len(e.recs), e.pos+n)]
+}
+
+func (e *esmModel) discard(n int) {
+	for _, r := range e.recs[e.pos : e.pos+n] {
+		e.discarded[r.Kinesis.SequenceNumber] = true
+	}
+	e.pos += n
+	e.attempts = 0
+}
+
+// functionError bisects the batch or, for a single record, retries it until retries run out.
+func (e *esmModel) functionError(batch int) {
+	if batch > 1 {
+		first := (batch + 1) / 2
+		rest := e.splits
+		if len(rest) > 0 {
+			rest = rest[1:]
+		}
+		e.splits = append([]int{first, batch - first}, rest...)
+		e.attempts = 0
+		return
+	}
+	if e.attempts > e.maxRetries {
+		e.discard(1)
+		if len(e.splits) > 0 {
+			e.splits = e.splits[1:]
+		}
+	}
+}
+
+// partial checkpoints before the failed record; the rest is retried until retries run out.
+func (e *esmModel) partial(failedAt, batch int) {
+	e.pos += failedAt
+	e.splits = nil
+	if failedAt > 0 {
+		e.attempts = 1
+	}
+	if e.attempts > e.maxRetries {
+		e.discard(batch - failedAt)
+	}
+}
+
+func (e *esmModel) success(batch int) {
+	e.pos += batch
+	e.attempts = 0
+	if len(e.splits) > 0 {
+		e.splits = e.splits[1:]
 	}
 }
 
@@ -239,69 +318,142 @@ func propertyRun(t *testing.T, model string, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	recs, sent := genStream(rng, 60+rng.IntN(100))
 	store := newFakeS3()
-	failRate := rng.Float64() * 0.5
+	failRate := rng.Float64() * 0.25
 	attempted := map[string]bool{}
 	store.failPut = func(key string) bool {
 		first := !attempted[key]
 		attempted[key] = true
-		return (model == "random" || first) && rng.Float64() < failRate
+		switch model {
+		case "transient":
+			return first && rng.Float64() < failRate
+		case "random", "crash":
+			return rng.Float64() < failRate
+		}
+		return false
 	}
-	h, _, metrics := newTestHandler(t, store, nil)
-	pos, invokes, failures, residuals := 0, 0, 0, 0.0
-	for pos < len(recs) {
-		invokes++
-		if invokes > 5000 {
+	store.failGet = func(string) bool { return (model == "random" || model == "crash") && rng.Float64() < failRate/4 }
+	store.storeThenFail = func(string) bool { return model == "stored" && rng.Float64() < failRate }
+	h, _, _ := newTestHandler(t, store, nil)
+	esm := &esmModel{recs: recs, maxRetries: 4 + rng.IntN(5), discarded: map[string]bool{}}
+	size := 1 + rng.IntN(30)
+	invokes, partials, crashes, redeliveries, lost := 0, 0, 0, 0, 0
+	for esm.pos < len(recs) {
+		if invokes++; invokes > 20000 {
 			t.Fatal("no progress")
 		}
-		end := min(len(recs), pos+1+rng.IntN(30))
-		clear(attempted)
-		metrics.Reset()
-		resp, err := h.Handle(context.Background(), eventOf(recs[pos:end]))
-		if r, ok := emf(t, metrics)["ResidualObjects"].(float64); ok {
-			residuals += r
+		if model == "crash" && esm.pos > 0 && redeliveries < 3 && rng.IntN(15) == 0 {
+			// The mapping loses its checkpoint and delivers the shard again from an earlier record
+			// (at-least-once): what was done before the high-water mark is skipped.
+			esm.pos, esm.splits, esm.attempts = rng.IntN(esm.pos), nil, 0
+			redeliveries++
 		}
+		batch := esm.next(size)
+		esm.attempts++
+		clear(attempted)
+		store.ops = -1
+		dies := model == "crash" && rng.IntN(4) == 0
+		if dies {
+			store.ops = rng.IntN(12)
+		}
+		resp, err := h.Handle(context.Background(), eventOf(batch))
 		if err != nil {
 			t.Fatalf("Handle returned an error: %v", err)
 		}
+		if model == "crash" {
+			switch r := rng.IntN(10); {
+			case dies || r == 0:
+				// Dead, or the response was lost after it returned: a function error.
+				crashes++
+				esm.functionError(len(batch))
+				continue
+			case r == 1:
+				// The response was lost and the mapping invokes the same batch again.
+				lost++
+				if esm.attempts > esm.maxRetries {
+					esm.discard(len(batch))
+					if len(esm.splits) > 0 {
+						esm.splits = esm.splits[1:]
+					}
+				}
+				continue
+			}
+		}
 		if len(resp.BatchItemFailures) == 0 {
-			pos = end
+			esm.success(len(batch))
 			continue
 		}
-		failures++
+		partials++
 		if len(resp.BatchItemFailures) != 1 {
 			t.Fatalf("%d failures reported, want 1", len(resp.BatchItemFailures))
 		}
-		next := -1
-		for i := pos; i < end; i++ {
-			if recs[i].Kinesis.SequenceNumber == resp.BatchItemFailures[0].ItemIdentifier {
-				next = i
+		failedAt := -1
+		for i, r := range batch {
+			if r.Kinesis.SequenceNumber == resp.BatchItemFailures[0].ItemIdentifier {
+				failedAt = i
 			}
 		}
-		if next < 0 {
+		if failedAt < 0 {
 			t.Fatalf("reported %q is not a sequence number of the batch", resp.BatchItemFailures[0].ItemIdentifier)
 		}
-		pos = next
+		esm.partial(failedAt, len(batch))
 	}
+	store.ops = -1
 
-	seen := map[string]int{}    // record_id → rows in processed/ and quarantine/
+	type row struct {
+		seq string
+		sub int
+	}
+	rows := map[row]int{}       // stream user record → rows in processed/ and quarantine/
+	seen := map[string]int{}    // record_id → rows
 	rawSeen := map[string]int{} // sequence number → unparseable records in quarantine/
 	for _, k := range store.keys(TripsPrefix) {
 		for _, r := range readTrips(t, store.objects[k]) {
 			seen[r.RecordID]++
+			rows[row{r.KinesisSequenceNumber, int(r.KinesisSubSequence)}]++
 		}
 	}
 	for _, k := range store.keys(QuarantinePrefix) {
 		for _, line := range readQuarantine(t, store.objects[k]) {
+			kin := line["_kinesis"].(map[string]any)
+			seq := kin["sequence_number"].(string)
+			rows[row{seq, int(kin["sub_sequence_number"].(float64))}]++
 			if id, ok := line["record_id"].(string); ok {
 				seen[id]++
 			} else {
-				rawSeen[line["_kinesis"].(map[string]any)["sequence_number"].(string)]++
+				rawSeen[seq]++
 			}
 		}
 	}
-	for id, copies := range sent {
-		if got := seen[id]; got < 1 || (residuals == 0 && (got > copies || (copies == 1 && got != 1))) {
-			t.Errorf("record %s sent %d times is in the outputs %d times", id, copies, got)
+	for r, n := range rows {
+		if n > 1 {
+			t.Errorf("stream record %s/%d is in the outputs %d times", r.seq, r.sub, n)
+		}
+	}
+	// Copies of each record_id in the stream, and how many of them were not discarded.
+	copies, kept := map[string]int{}, map[string]int{}
+	for _, r := range recs {
+		ids := []string{recordIDOf(r.Kinesis.Data)}
+		if validAggregate(r.Kinesis.Data) {
+			ids = nil
+			urs, _ := kpl.Deaggregate(r.Kinesis.Data, "pk", "")
+			for _, u := range urs {
+				ids = append(ids, recordIDOf(u.Data))
+			}
+		}
+		for _, id := range ids {
+			if id == "" {
+				continue
+			}
+			copies[id]++
+			if !esm.discarded[r.Kinesis.SequenceNumber] {
+				kept[id]++
+			}
+		}
+	}
+	for id := range sent {
+		got := seen[id]
+		if got > copies[id] || (kept[id] > 0 && got < 1) {
+			t.Errorf("record %s (%d copies in the stream, %d not discarded) is in the outputs %d times", id, copies[id], kept[id], got)
 		}
 	}
 	for id := range seen {
@@ -311,12 +463,14 @@ func propertyRun(t *testing.T, model string, seed uint64) {
 	}
 	for _, r := range recs {
 		if r.Kinesis.Data[0] != '{' && !validAggregate(r.Kinesis.Data) {
-			if got := rawSeen[r.Kinesis.SequenceNumber]; got < 1 || (residuals == 0 && got != 1) {
-				t.Errorf("unparseable record %s is in quarantine %d times, want 1", r.Kinesis.SequenceNumber, got)
+			got, seq := rawSeen[r.Kinesis.SequenceNumber], r.Kinesis.SequenceNumber
+			if got > 1 || (!esm.discarded[seq] && got != 1) {
+				t.Errorf("unparseable record %s (discarded %v) is in quarantine %d times", seq, esm.discarded[seq], got)
 			}
 		}
 	}
-	t.Logf("%d records, %d invokes, %d partial failures, %v residual objects, fail rate %.2f", len(recs), invokes, failures, residuals, failRate)
+	t.Logf("%d records, %d invokes, %d partial failures, %d function errors, %d lost responses, %d redeliveries, %d records discarded, fail rate %.2f",
+		len(recs), invokes, partials, crashes, lost, redeliveries, len(esm.discarded), failRate)
 }
 
 // TestQuarantineLineIsValidJSON: a record the trip parser reads but that is not valid JSON (a number

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -19,21 +20,48 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/taxistream/taxistream/internal/config"
 )
 
-// fakeS3 is an in-memory bucket; failPut, when set, decides whether a PutObject fails (cleanly: the
-// object is not stored).
+// fakeS3 is an in-memory bucket with ETags and conditional writes (If-Match, If-None-Match: *);
+// failPut, when set, decides whether a PutObject fails (cleanly: the object is not stored), failGet
+// whether a GetObject does.
 type fakeS3 struct {
 	mu      sync.Mutex
 	objects map[string][]byte
+	etags   map[string]string
 	puts    []string
+	gets    []string
 	failPut func(key string) bool
+	failGet func(key string) bool
+	// storeThenFail, when set, decides whether a PutObject that did not fail stores its object and
+	// then fails anyway (a response lost after the write).
+	storeThenFail func(key string) bool
+	// ops, when ≥ 0, is how many more calls succeed: then the process "dies" and every call fails
+	// without effect (a Lambda frozen at a timeout or killed; its remaining code has no effect).
+	ops     int
+	version int
 }
 
-func newFakeS3() *fakeS3 { return &fakeS3{objects: map[string][]byte{}} }
+func newFakeS3() *fakeS3 {
+	return &fakeS3{objects: map[string][]byte{}, etags: map[string]string{}, ops: -1}
+}
+
+// dead counts a call against ops and reports whether the process has died.
+func (f *fakeS3) dead() bool {
+	if f.ops < 0 {
+		return false
+	}
+	if f.ops == 0 {
+		return true
+	}
+	f.ops--
+	return false
+}
 
 var errInjected = errors.New("injected: service unavailable")
 
@@ -45,22 +73,42 @@ func (f *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := aws.ToString(in.Key)
+	if f.dead() {
+		return nil, errInjected
+	}
 	f.puts = append(f.puts, key)
 	if f.failPut != nil && f.failPut(key) {
 		return nil, errInjected
 	}
+	etag, exists := f.etags[key]
+	if (in.IfNoneMatch != nil && exists) || (in.IfMatch != nil && (!exists || *in.IfMatch != etag)) {
+		return nil, &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
+	}
+	f.version++
 	f.objects[key] = b
-	return &s3.PutObjectOutput{}, nil
+	f.etags[key] = fmt.Sprintf(`"%d"`, f.version)
+	if f.storeThenFail != nil && f.storeThenFail(key) {
+		return nil, errInjected
+	}
+	return &s3.PutObjectOutput{ETag: aws.String(f.etags[key])}, nil
 }
 
 func (f *fakeS3) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	b, ok := f.objects[aws.ToString(in.Key)]
-	if !ok {
-		return nil, errors.New("NoSuchKey")
+	key := aws.ToString(in.Key)
+	if f.dead() {
+		return nil, errInjected
 	}
-	return &s3.GetObjectOutput{Body: io.NopCloser(bytes.NewReader(b)), ContentLength: aws.Int64(int64(len(b)))}, nil
+	f.gets = append(f.gets, key)
+	if f.failGet != nil && f.failGet(key) {
+		return nil, errInjected
+	}
+	b, ok := f.objects[key]
+	if !ok {
+		return nil, &types.NoSuchKey{Message: aws.String("The specified key does not exist.")}
+	}
+	return &s3.GetObjectOutput{Body: io.NopCloser(bytes.NewReader(b)), ContentLength: aws.Int64(int64(len(b))), ETag: aws.String(f.etags[key])}, nil
 }
 
 func (f *fakeS3) keys(prefix string) []string {
@@ -74,6 +122,11 @@ func (f *fakeS3) keys(prefix string) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// outputKeys are the keys under processed/ and quarantine/ (not the ledgers under state/).
+func (f *fakeS3) outputKeys() []string {
+	return append(f.keys("processed/"), f.keys(QuarantinePrefix)...)
 }
 
 // testNow is the clock of the tests: after every pickup in the fixtures.

@@ -4,12 +4,16 @@
 // processed/zone_stats/ (DESIGN.md, process contract). RULES.md lists the validation rules.
 //
 // Output keys (shardId and the first sequence number of the batch name every object, so a retried
-// batch overwrites instead of duplicating):
+// batch overwrites instead of duplicating; the shard's ledger, ledger.go, names every object an earlier
+// attempt may have left rows in, so that a bisected, retried or redelivered batch writes no row twice):
 //
-//	processed/trips/pickup_date=YYYY-MM-DD/<shardId>-<firstSeq>.parquet    one per pickup date per batch
-//	quarantine/<YYYY-MM-DD|unknown>/<shardId>-<firstSeq>.jsonl.gz           one per pickup date per batch
-//	processed/zone_stats/window_start=<RFC 3339>/<shardId>.json             JSON lines, final invoke of a window
-//	processed/zone_stats/window_start=<RFC 3339>/<shardId>-<firstSeq>.json  when Lambda ended the window early
+//	processed/trips/pickup_date=YYYY-MM-DD/<shardId>-<firstSeq>.parquet        one per pickup date per batch
+//	quarantine/<YYYY-MM-DD|unknown>/<shardId>-<firstSeq>.jsonl.gz               one per pickup date per batch
+//	processed/zone_stats/window_start=<RFC 3339>/<shardId>.parquet             final invoke of a window
+//	processed/zone_stats/window_start=<RFC 3339>/<shardId>-<firstSeq>.parquet  when Lambda ended the window early
+//	state/process/<shardId>.json                                               the ledger
+//
+// docs/parquet-schema.md documents the Parquet schemas (TripRow, ZoneStat).
 package process
 
 import (
@@ -164,8 +168,9 @@ type unit struct {
 type batch struct {
 	ev       *events.KinesisTimeWindowEvent
 	shard    string
-	firstSeq string
-	units    []unit
+	from     int    // records before it are below the ledger's high-water mark: done before
+	firstSeq string // the sequence number of record from: the name of the batch's objects
+	units    []unit // of the records from b.from on
 }
 
 // kplMagic starts every KPL aggregated record.
@@ -185,25 +190,29 @@ func (h *Handler) Handle(ctx context.Context, ev events.KinesisTimeWindowEvent) 
 
 	b := &batch{ev: &ev, shard: shardID(&ev)}
 	n := len(ev.Records)
-	if n > 0 {
-		b.firstSeq = ev.Records[0].Kinesis.SequenceNumber
-	}
 	m.Add("RecordsIn", obs.Count, float64(n))
 	if lag, ok := batchLag(&ev, now); ok {
 		m.Set("BatchLagMs", obs.Milliseconds, float64(lag.Milliseconds()))
 	}
 
-	h.prepare(b, now)
-	m.Add("UserRecords", obs.Count, float64(len(b.units)))
-
-	files := h.plan(b)
-	res := h.commit(ctx, b, files)
+	var res commitResult
+	if n > 0 {
+		res = h.writeBatch(ctx, b, now)
+	}
 	cut := res.cut
+	m.Add("UserRecords", obs.Count, float64(len(b.units)))
 	m.Add("BytesWritten", obs.Bytes, float64(res.bytes))
 	m.Add("ObjectsWritten", obs.Count, float64(res.objects))
 	m.Add("WriteFailures", obs.Count, float64(res.failures))
 	if res.residual > 0 {
 		m.Add("ResidualObjects", obs.Count, float64(res.residual))
+	}
+	if b.from > 0 {
+		m.Add("RecordsRedelivered", obs.Count, float64(b.from))
+	}
+	if ls := res.ledger; ls != nil && ls.emptied+ls.trimmed > 0 {
+		m.Add("EarlierObjectsEmptied", obs.Count, float64(ls.emptied))
+		m.Add("EarlierObjectsTrimmed", obs.Count, float64(ls.trimmed))
 	}
 	if cut < n {
 		resp.BatchItemFailures = append(resp.BatchItemFailures, events.KinesisBatchItemFailure{ItemIdentifier: ev.Records[cut].Kinesis.SequenceNumber})
@@ -243,7 +252,13 @@ func (h *Handler) Handle(ctx context.Context, ev events.KinesisTimeWindowEvent) 
 	attrs := []any{"shard_id", b.shard, "records", n, "user_records", len(b.units), "valid", valid,
 		"invalid", invalid, "duplicates", dups, "bytes", res.bytes, "objects", res.objects}
 	if n > 0 {
-		attrs = append(attrs, "first_seq", b.firstSeq, "last_seq", ev.Records[n-1].Kinesis.SequenceNumber)
+		attrs = append(attrs, "first_seq", ev.Records[0].Kinesis.SequenceNumber, "last_seq", ev.Records[n-1].Kinesis.SequenceNumber)
+	}
+	if b.from > 0 {
+		attrs = append(attrs, "redelivered", b.from)
+	}
+	if ls := res.ledger; ls != nil && ls.emptied+ls.trimmed > 0 {
+		attrs = append(attrs, "earlier_objects_emptied", ls.emptied, "earlier_objects_trimmed", ls.trimmed)
 	}
 	if cut < n {
 		attrs = append(attrs, "failed_seq", ev.Records[cut].Kinesis.SequenceNumber, "error", errors.Join(res.errs...).Error())
@@ -314,7 +329,21 @@ func batchLag(ev *events.KinesisTimeWindowEvent, now time.Time) (time.Duration, 
 	return lag, true
 }
 
-// prepare de-aggregates, parses, drops duplicates and validates every user record of the batch.
+// writeBatch reads the shard's ledger, prepares the records that are not below its high-water mark
+// and commits their outputs. Without the ledger nothing is written: the whole batch is reported.
+func (h *Handler) writeBatch(ctx context.Context, b *batch, now time.Time) commitResult {
+	rctx, _, cancel := writeContexts(ctx)
+	ls, err := h.readLedger(rctx, b)
+	cancel()
+	if err != nil {
+		return commitResult{cut: 0, failures: 1, errs: []error{err}}
+	}
+	h.prepare(b, now)
+	return h.commit(ctx, b, h.plan(b), ls)
+}
+
+// prepare de-aggregates, parses, drops duplicates and validates every user record of the batch from
+// b.from on.
 func (h *Handler) prepare(b *batch, now time.Time) {
 	recs := b.ev.Records
 	// De-aggregate first into small headers, then allocate the (large) units once.
@@ -323,8 +352,8 @@ func (h *Handler) prepare(b *batch, now time.Time) {
 		data   []byte
 		rej    error
 	}
-	urecs := make([]userRecord, 0, len(recs))
-	for k := range recs {
+	urecs := make([]userRecord, 0, len(recs)-b.from)
+	for k := b.from; k < len(recs); k++ {
 		kr := &recs[k].Kinesis
 		if !bytes.HasPrefix(kr.Data, kplMagic) {
 			urecs = append(urecs, userRecord{k: k, data: kr.Data})

@@ -70,7 +70,7 @@ func TestHandleFixture(t *testing.T) {
 		"quarantine/2019-01-15/" + fixtureShard + "-" + fixtureSeq1 + ".jsonl.gz",
 		"quarantine/unknown/" + fixtureShard + "-" + fixtureSeq1 + ".jsonl.gz",
 	}
-	if diff := cmp.Diff(wantKeys, store.keys("")); diff != "" {
+	if diff := cmp.Diff(wantKeys, store.outputKeys()); diff != "" {
 		t.Fatalf("object keys (-want +got):\n%s", diff)
 	}
 	if rows := readTrips(t, store.objects[wantKeys[0]]); len(rows) != 1 || rows[0].RecordID != "yellow-2019-01-r1" {
@@ -129,7 +129,7 @@ func TestHandleFixture(t *testing.T) {
 	if _, err := h.Handle(context.Background(), ev); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(wantKeys, store.keys("")); diff != "" {
+	if diff := cmp.Diff(wantKeys, store.outputKeys()); diff != "" {
 		t.Errorf("keys after a retry (-want +got):\n%s", diff)
 	}
 }

@@ -41,8 +41,15 @@ type outFile struct {
 	touched bool // a PutObject was attempted
 	unknown bool // the last PutObject failed: the object may hold any earlier content or none
 	upto    int  // when touched && !unknown: the object holds exactly the file's units with k < upto
-	gaveUp  bool // could not be emptied (counted as a residual: it may duplicate rows after a retry)
+	gaveUp  bool // could not be emptied (a residual: the ledger names it, and the next invocation empties it)
+
+	// An earlier attempt's object of the same key, per the ledger: the sequence numbers it may hold
+	// until this invocation overwrites it.
+	staleFirst, staleLast string
 }
+
+// seq is the sequence number of unit i's Kinesis record.
+func (b *batch) seq(i int) string { return b.ev.Records[b.units[i].k].Kinesis.SequenceNumber }
 
 func (f *outFile) minK(b *batch) int { return b.units[f.units[0]].k }
 
@@ -74,7 +81,7 @@ func ZoneStatsKey(windowStart time.Time, shard, part string) string {
 	if part != "" {
 		name += "-" + part
 	}
-	return ZoneStatsPrefix + "window_start=" + windowStart.UTC().Format(time.RFC3339) + "/" + name + ".json"
+	return ZoneStatsPrefix + "window_start=" + windowStart.UTC().Format(time.RFC3339) + "/" + name + ".parquet"
 }
 
 // plan groups the batch's valid and invalid units into output files, ordered by their first record.
@@ -120,12 +127,33 @@ type commitResult struct {
 	failures int
 	residual int
 	errs     []error
+	ledger   *ledgerState
 }
 
 // writeReserve is kept back from the invocation deadline for the clean-up writes after a failure.
 const writeReserve = 3 * time.Second
 
-// commit writes the batch's files and returns the committed prefix of Kinesis records.
+// writeContexts returns the context of the writes, which ends writeReserve (at most a quarter of the
+// time left) before the invocation, and the context of the clean-up after a failure, which ends just
+// before the invocation does: Lambda discards a partial batch response that comes too late, and the
+// whole batch fails.
+func writeContexts(ctx context.Context) (wctx, fctx context.Context, cancel context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx, ctx, func() {}
+	}
+	reserve := max(0, min(writeReserve, time.Until(dl)/4))
+	wctx, c1 := context.WithDeadline(ctx, dl.Add(-reserve))
+	fctx, c2 := context.WithDeadline(ctx, dl.Add(-min(250*time.Millisecond, reserve/2)))
+	return wctx, fctx, func() { c1(); c2() }
+}
+
+// commit writes the batch's files and returns the committed prefix of Kinesis records. Records
+// before b.from are below the ledger's high-water mark: done before, not written again.
+//
+// First the ledger (ledger.go): the objects earlier attempts may have left rows of this batch in are
+// emptied or trimmed, or marked for overwriting, and the ledger is stored with the planned files. If
+// any of that fails, nothing is written and cut is b.from.
 //
 // Invariant at return: every object this batch touched holds exactly its units with k < cut (a
 // prefix of the batch in Kinesis order), so reporting record cut as the batch item failure is
@@ -137,26 +165,35 @@ const writeReserve = 3 * time.Second
 // How: files are written in order of their first record. On the first failure of file F, cut becomes
 // F's first record, and every touched file that may hold a unit ≥ cut is rewritten with its units
 // < cut (possibly none: an empty file), including F itself, whose failed PUT may or may not have
-// stored it. If such a rewrite fails, that object's content is unknown, so cut moves to its first
-// record and the loop repeats; cut only decreases, so it ends. An object that cannot be emptied
-// (its rewrite fails and it has no unit < cut) is counted as a residual: a retry may then duplicate
-// its rows (ResidualObjects metric; consumers drop duplicates by record_id).
-func (h *Handler) commit(ctx context.Context, b *batch, files []*outFile) commitResult {
+// stored it, and any file an earlier attempt wrote under the same key. If such a rewrite fails, that
+// object's content is unknown, so cut moves to its first record and the loop repeats; cut only
+// decreases, so it ends. An object that cannot be emptied (its rewrite fails and it has no unit
+// < cut) is a residual (ResidualObjects metric): the ledger names it, so the invocation that retries
+// from cut empties it before writing. The same holds when the invocation dies (a timeout, a crash)
+// in the middle: the ledger stored before the first write names every object it may have written.
+func (h *Handler) commit(ctx context.Context, b *batch, files []*outFile, ls *ledgerState) commitResult {
 	n := len(b.ev.Records)
-	res := commitResult{cut: n}
-	wctx, fctx := ctx, ctx
-	if dl, ok := ctx.Deadline(); ok {
-		reserve := max(0, min(writeReserve, time.Until(dl)/4))
-		var cancel context.CancelFunc
-		wctx, cancel = context.WithDeadline(ctx, dl.Add(-reserve))
-		defer cancel()
-		// The clean-up writes must end before the invocation does, or Lambda discards the partial
-		// batch response and the whole batch fails.
-		fctx, cancel = context.WithDeadline(ctx, dl.Add(-min(250*time.Millisecond, reserve/2)))
-		defer cancel()
+	res := commitResult{cut: n, ledger: ls}
+	if b.from >= n {
+		return res
 	}
+	wctx, fctx, cancel := writeContexts(ctx)
+	defer cancel()
 	enc := h.encoders.Get().(*parquetEncoder)
 	defer h.encoders.Put(enc)
+
+	if err := h.resolveLedger(wctx, b, files, ls, enc); err != nil {
+		res.cut = b.from
+		res.failures++
+		res.errs = append(res.errs, err)
+		return res
+	}
+	defer func() {
+		if err := h.finishLedger(fctx, b, files, ls); err != nil {
+			h.log.WarnContext(ctx, "storing the ledger after writing (the next invocation reads the objects it names)",
+				"shard_id", b.shard, "error", err.Error())
+		}
+	}()
 
 	for _, f := range files {
 		if f.minK(b) >= res.cut {
@@ -345,7 +382,7 @@ func (h *Handler) window(ctx context.Context, b *batch, cut int, m *obs.Metrics,
 			Key:           aws.String(key),
 			Body:          bytes.NewReader(body),
 			ContentLength: aws.Int64(int64(len(body))),
-			ContentType:   aws.String("application/x-ndjson"),
+			ContentType:   aws.String("application/vnd.apache.parquet"),
 		})
 		if err != nil {
 			m.Add("WriteFailures", obs.Count, 1)

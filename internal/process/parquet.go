@@ -9,6 +9,8 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/snappy"
+
+	"github.com/taxistream/taxistream/internal/version"
 )
 
 // snappyFast is Parquet's SNAPPY codec (the same codec id, raw Snappy blocks any reader decodes)
@@ -183,7 +185,23 @@ func fillRow(r *TripRow, u *unit, zones *Zones, seq string) {
 	}
 }
 
+// CreatedBy is the footer's created_by: "taxistream version <version> (build <revision>)", in the
+// "<application> version <version> (build <hash>)" form that parquet-mr and Arrow write and parse.
+func CreatedBy() string {
+	v := version.Get()
+	s := "taxistream version " + v.Short()
+	if rev := v.Revision; rev != "" {
+		s += " (build " + rev[:min(len(rev), 12)] + ")"
+	}
+	return s
+}
+
 // parquetEncoder encodes batches of trips; it keeps its writer and buffers between files.
+//
+// Reusing the writer through Reset is ~40 % cheaper per object than a new writer (measured on
+// 50-row objects), and safe from parquet-go v0.32.1 on: v0.32.0 cleared the column paths
+// (path_in_schema) and encodings of the footer of every file after the first one a writer wrote.
+// TestFootersOfReusedWriter checks every footer of several objects written in a row.
 type parquetEncoder struct {
 	buf  bytes.Buffer
 	w    *parquet.GenericWriter[TripRow]
@@ -197,7 +215,7 @@ func (e *parquetEncoder) encode(rows []TripRow) ([]byte, error) {
 	if e.w == nil {
 		e.w = parquet.NewGenericWriter[TripRow](&e.buf,
 			parquet.Compression(&snappyFast),
-			parquet.CreatedBy("taxistream", "process", ""),
+			&parquet.WriterConfig{CreatedBy: CreatedBy()},
 		)
 	} else {
 		e.w.Reset(&e.buf)

@@ -2,13 +2,14 @@ package process
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parquet-go/parquet-go"
 )
 
 // Tumbling-window state (Lambda carries it between the invokes of one window, per shard; strings only,
@@ -228,26 +229,28 @@ func (ws *windowState) encode() (map[string]string, int) {
 	return m, size
 }
 
-// ZoneStat is one line of processed/zone_stats/window_start=<RFC 3339>/<shardId>.json (JSON lines):
-// the trips of one pickup zone (and taxi type) that arrived in the window.
+// ZoneStat is one row of processed/zone_stats/window_start=<RFC 3339>/<shardId>.parquet: the trips
+// of one pickup zone (and taxi type) that arrived in the window. window_start is not a column of the
+// file: it is the Hive partition (like pickup_date for the trips; Spark refuses a data column that
+// repeats a partition column); window_end is.
 type ZoneStat struct {
-	WindowStart  time.Time `json:"window_start"`
-	WindowEnd    time.Time `json:"window_end"`
-	ShardID      string    `json:"shard_id"`
-	PULocationID int32     `json:"pu_location_id"` // 0: not given
-	TaxiType     string    `json:"taxi_type"`      // "all" when the state had to drop the taxi type
-	Borough      string    `json:"pu_borough,omitempty"`
-	Zone         string    `json:"pu_zone,omitempty"`
-	ServiceZone  string    `json:"pu_service_zone,omitempty"`
-	Trips        int64     `json:"trips"`
-	TripDistance float64   `json:"trip_distance"` // miles
-	FareAmount   float64   `json:"fare_amount"`
-	TotalAmount  float64   `json:"total_amount"`
-	TipAmount    float64   `json:"tip_amount"`
-	DurationS    int64     `json:"duration_s"`
+	WindowStart  time.Time `parquet:"-"`
+	WindowEnd    time.Time `parquet:"window_end,timestamp(microsecond:utc)"`
+	ShardID      string    `parquet:"shard_id,dict"`
+	PULocationID int32     `parquet:"pu_location_id"` // 0: not given
+	TaxiType     string    `parquet:"taxi_type,dict"` // "all" when the state had to drop the taxi type
+	Borough      *string   `parquet:"pu_borough,optional,dict"`
+	Zone         *string   `parquet:"pu_zone,optional,dict"`
+	ServiceZone  *string   `parquet:"pu_service_zone,optional,dict"`
+	Trips        int64     `parquet:"trips"`
+	TripDistance float64   `parquet:"trip_distance"` // miles
+	FareAmount   float64   `parquet:"fare_amount"`
+	TotalAmount  float64   `parquet:"total_amount"`
+	TipAmount    float64   `parquet:"tip_amount"`
+	DurationS    int64     `parquet:"duration_s"`
 }
 
-// zoneStats renders the state as JSON lines, sorted by zone and taxi type.
+// zoneStats renders the state as a Parquet file, sorted by zone and taxi type.
 func (ws *windowState) zoneStats(start, end time.Time, shard string, zones *Zones) ([]byte, int, error) {
 	keys := make([]zoneKey, 0, len(ws.zones))
 	for k := range ws.zones {
@@ -259,8 +262,7 @@ func (ws *windowState) zoneStats(start, end time.Time, shard string, zones *Zone
 		}
 		return int(a.typ) - int(b.typ)
 	})
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	rows := make([]ZoneStat, 0, len(keys))
 	for _, k := range keys {
 		a := ws.zones[k]
 		s := ZoneStat{
@@ -270,11 +272,17 @@ func (ws *windowState) zoneStats(start, end time.Time, shard string, zones *Zone
 			TotalAmount: float64(a.total) / 100, TipAmount: float64(a.tip) / 100, DurationS: a.duration,
 		}
 		if z := zones.lookup(optI{v: k.loc, ok: true}); z != nil {
-			s.Borough, s.Zone, s.ServiceZone = z.Borough, z.Name, z.ServiceZone
+			s.Borough, s.Zone, s.ServiceZone = &z.Borough, &z.Name, &z.ServiceZone
 		}
-		if err := enc.Encode(&s); err != nil {
-			return nil, 0, fmt.Errorf("encoding zone stats: %w", err)
-		}
+		rows = append(rows, s)
+	}
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[ZoneStat](&buf, parquet.Compression(&snappyFast), &parquet.WriterConfig{CreatedBy: CreatedBy()})
+	if _, err := w.Write(rows); err != nil {
+		return nil, 0, fmt.Errorf("encoding zone stats: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, 0, fmt.Errorf("encoding zone stats: %w", err)
 	}
 	return buf.Bytes(), len(keys), nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/parquet-go/parquet-go"
 )
 
 func windowEvent(recs []events.KinesisEventRecord, state map[string]string, final bool) events.KinesisTimeWindowEvent {
@@ -67,28 +68,26 @@ func TestTumblingWindowRoundTrip(t *testing.T) {
 	if resp.State == nil || len(resp.State) != 0 {
 		t.Errorf("final state = %v, want empty (not nil)", resp.State)
 	}
-	key := "processed/zone_stats/window_start=2019-01-15T08:36:00Z/" + fixtureShard + ".json"
+	key := "processed/zone_stats/window_start=2019-01-15T08:36:00Z/" + fixtureShard + ".parquet"
 	body, ok := store.objects[key]
 	if !ok {
 		t.Fatalf("no %s; keys %v", key, store.keys(""))
 	}
-	var stats []ZoneStat
-	for _, line := range bytes.Split(bytes.TrimSpace(body), []byte("\n")) {
-		var s ZoneStat
-		if err := json.Unmarshal(line, &s); err != nil {
-			t.Fatal(err)
-		}
-		stats = append(stats, s)
+	checkFooter(t, key, body)
+	stats, err := parquet.Read[ZoneStat](bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(stats) != 2 {
 		t.Fatalf("stats %+v, want zones 1 and 230", stats)
 	}
 	s := stats[1]
 	if s.PULocationID != 230 || s.TaxiType != "yellow" || s.Trips != 3 || s.TripDistance != 3 || s.FareAmount != 23 ||
-		s.TotalAmount != 32.75 || math.Abs(s.TipAmount-5.85) > 1e-9 || s.DurationS != 1101 || s.Zone != "Times Sq/Theatre District" {
+		s.TotalAmount != 32.75 || math.Abs(s.TipAmount-5.85) > 1e-9 || s.DurationS != 1101 || s.Zone == nil || *s.Zone != "Times Sq/Theatre District" ||
+		!s.WindowEnd.Equal(time.Date(2019, 1, 15, 8, 38, 0, 0, time.UTC)) || s.ShardID != fixtureShard {
 		t.Errorf("zone 230 = %+v", s)
 	}
-	if stats[0].PULocationID != 1 || stats[0].TaxiType != "green" || stats[0].Borough != "EWR" {
+	if stats[0].PULocationID != 1 || stats[0].TaxiType != "green" || stats[0].Borough == nil || *stats[0].Borough != "EWR" {
 		t.Errorf("zone 1 = %+v", stats[0])
 	}
 	if m := emf(t, metrics); m["WindowsWritten"] != 1.0 {
@@ -118,7 +117,7 @@ func TestTumblingWindowTerminatedEarly(t *testing.T) {
 	if err != nil || len(resp.State) != 0 {
 		t.Fatalf("resp %+v err %v", resp, err)
 	}
-	want := "processed/zone_stats/window_start=2019-01-15T08:36:00Z/" + fixtureShard + "-" + seqOf(0) + ".json"
+	want := "processed/zone_stats/window_start=2019-01-15T08:36:00Z/" + fixtureShard + "-" + seqOf(0) + ".parquet"
 	if _, ok := store.objects[want]; !ok {
 		t.Errorf("no %s; keys %v", want, store.keys(""))
 	}

@@ -154,7 +154,7 @@ type ESM struct {
 	shards  map[string]*shardState
 	order   []string
 	polled  bool
-	saveMu  sync.Mutex             // one write of the state file at a time
+	saveMu  sync.Mutex            // one write of the state file at a time
 	saved   map[string]shardSaved // what the state file says of each shard
 }
 

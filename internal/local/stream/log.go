@@ -30,7 +30,7 @@ const (
 	frameHeader = 8  // length + CRC
 	bodyFixed   = 18 // counter + arrival + key length
 	// indexEvery is how many records apart the in-memory index entries are.
-	indexEvery = 32
+	indexEvery    = 32
 	segmentSuffix = ".seg"
 )
 
