@@ -93,7 +93,7 @@ func (c *Cloud) Summarize(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	s, err := summarize(ctx, c.Bucket, c.Bucket.Name(), c.Firehose != nil, c.ESM != nil, named)
+	s, err := summarize(ctx, c.Bucket, c.Bucket.Name(), c.dir, c.Firehose != nil, c.ESM != nil, named)
 	if err != nil {
 		return s, err
 	}
@@ -111,23 +111,23 @@ const (
 	inFailure
 )
 
-// idState is what the summary knows of one record id: where it was seen, and the stream record
-// (a hash of sequence and sub-sequence number) of its first row in processed/trips.
+// idState is what the summary knows of one record id: where it was seen.
 type idState struct {
 	seen uint8
-	trip uint64
 }
 
 // summarize reads the bucket. Objects are streamed: NDJSON line by line, Parquet by ranged reads of
-// the footer and the record_id and sequence-number column chunks only; what is held is one entry per
-// record id.
-func summarize(ctx context.Context, b lister, bucketName string, archive, consumer bool, failureNamed []string) (Summary, error) {
+// the footer and the record_id and sequence-number column chunks only. The record ids go into an
+// idSet (idset.go): sorted runs spilled to tmpDir, merged, so memory stays bounded whatever the rows.
+func summarize(ctx context.Context, b lister, bucketName, tmpDir string, archive, consumer bool, failureNamed []string) (Summary, error) {
 	s := Summary{RejectedByReason: map[string]int{}}
-	ids := map[string]idState{}
-	mark := func(id string, bit uint8) {
-		st := ids[id]
-		st.seen |= bit
-		ids[id] = st
+	ids := newIDSet(tmpDir)
+	defer ids.close()
+	var addErr error
+	mark := func(id string, bit uint8, aux uint64) {
+		if err := ids.add(id, bit, aux); err != nil && addErr == nil {
+			addErr = err
+		}
 	}
 	err := each(ctx, b, bucketName, "state/ingest/", func(key string, body []byte) error {
 		var m ingest.Manifest
@@ -169,7 +169,7 @@ func summarize(ctx context.Context, b lister, bucketName string, archive, consum
 	err = eachLine(ctx, b, bucketName, "archive/", func(string) { s.ArchiveObjects++ }, func(_ string, line []byte) {
 		s.ArchiveRecords++
 		if id := recordID(line); id != "" {
-			mark(id, inArchive)
+			mark(id, inArchive, 0)
 		}
 	})
 	if err != nil {
@@ -186,35 +186,44 @@ func summarize(ctx context.Context, b lister, bucketName string, archive, consum
 		s.TripObjects++
 		return readTripIDs(ctx, b, bucketName, key, size, func(id string, stream uint64) {
 			s.TripsProcessed++
-			st, ok := ids[id]
-			switch {
-			case !ok || st.seen&inTrips == 0:
-				st.seen |= inTrips
-				st.trip = stream
-				s.TripsDistinct++
-			case st.trip == stream:
-				s.ProcessedRewritten++
-			}
-			ids[id] = st
+			mark(id, inTrips, stream)
 		})
 	})
 	if err != nil {
 		return s, err
 	}
-	s.ProcessedDuplicates = s.TripsProcessed - s.TripsDistinct
 	err = eachLine(ctx, b, bucketName, "quarantine/", nil, func(_ string, line []byte) {
 		s.Quarantined++
 		if id := recordID(line); id != "" {
-			mark(id, inQuarantine)
+			mark(id, inQuarantine, 0)
 		}
 	})
 	if err != nil {
 		return s, err
 	}
 	for _, id := range failureNamed {
-		mark(id, inFailure)
+		mark(id, inFailure, 0)
 	}
-	for _, st := range ids {
+	if addErr != nil {
+		return s, addErr
+	}
+	err = ids.groups(func(g []idEntry) {
+		var st idState
+		trips := 0
+		for i, e := range g {
+			st.seen |= e.kind
+			if e.kind == inTrips {
+				// Entries are sorted by stream record: a repeat of the previous one is the same
+				// stream record written twice.
+				if trips > 0 && g[i-1].aux == e.aux {
+					s.ProcessedRewritten++
+				}
+				trips++
+			}
+		}
+		if trips > 0 {
+			s.TripsDistinct++
+		}
 		consumed := st.seen&(inTrips|inQuarantine) != 0
 		if consumed {
 			s.ConsumerDistinct++
@@ -237,7 +246,11 @@ func summarize(ctx context.Context, b lister, bucketName string, archive, consum
 				}
 			}
 		}
+	})
+	if err != nil {
+		return s, err
 	}
+	s.ProcessedDuplicates = s.TripsProcessed - s.TripsDistinct
 	err = eachObject(ctx, b, bucketName, "processed/zone_stats/", func(key string, size int64) error {
 		if !strings.HasSuffix(key, ".parquet") {
 			return nil
