@@ -5,9 +5,9 @@ import (
 	"strings"
 )
 
-// Warnings says what is surprising about a whole file that converted without error: it had no bytes or
-// no rows, or none of its columns is a TLC trip column (it was converted as a generic CSV: its records
-// have taxi_type null, and ProcessFunction quarantines them). size is the object's size in bytes, -1
+// Warnings says what is surprising about a whole file that converted without error: it had no bytes,
+// no rows or no row that converted, or none of its columns is a TLC trip column (it was converted as a
+// generic CSV: its records have taxi_type null, and ProcessFunction quarantines them). size is the object's size in bytes, -1
 // when unknown. Ingest writes them into the object's manifest; `taxistream convert` prints them.
 func Warnings(cp Checkpoint, st Stats, size int64) []string {
 	var w []string
@@ -18,6 +18,8 @@ func Warnings(cp Checkpoint, st Stats, size int64) []string {
 		w = append(w, "no header and no rows")
 	case st.RowsRead == 0:
 		w = append(w, "a header and no rows")
+	case st.Records == 0:
+		w = append(w, fmt.Sprintf("no row converted: all %d rows rejected (see the reasons)", st.RowsRead))
 	}
 	if len(cp.Header) > 0 && cp.TaxiType == "" {
 		head := cp.Header

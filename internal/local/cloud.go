@@ -102,7 +102,7 @@ type Cloud struct {
 	failures     []string // on-failure records under <Dir>/failures/, earlier runs' included
 	failureSeq   int      // number of the last one
 	recovered    []ingest.ObjectResult
-	renotified   []string
+	renotified   []bucket.ObjectCreated
 	startedAt    time.Time // when Start began: what this run touched is newer
 	unlock       func()
 	quiet        map[string]int // keys whose next ObjectCreated is not notified (PutObjectQuietly)

@@ -76,6 +76,14 @@ type Summary struct {
 	Unaccounted    int64    `json:"unaccounted"`
 	Reconciled     bool     `json:"reconciled"`
 	Reconciliation []string `json:"reconciliation"` // one line per check, "ok: ..." or "MISMATCH: ..."
+	// The counts above are the folder's, every run in it; ThisRun is what this run worked on, InFlight
+	// the objects not finished, Warnings what is surprising about finished ones (summary_run.go).
+	ThisRun  RunCounts     `json:"this_run"`
+	InFlight []ObjectState `json:"in_flight"`
+	Warnings []string      `json:"warnings"`
+	// PeakRSSBytes is the process's resident high-water mark when the summary was made (Linux; 0
+	// elsewhere), set by `taxistream local`.
+	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 }
 
 type lister interface {
@@ -95,6 +103,9 @@ func (c *Cloud) Summarize(ctx context.Context) (Summary, error) {
 	}
 	s, err := summarize(ctx, c.Bucket, c.Bucket.Name(), c.dir, c.Firehose != nil, c.ESM != nil, named)
 	if err != nil {
+		return s, err
+	}
+	if err := c.summarizeRun(ctx, &s); err != nil {
 		return s, err
 	}
 	s.FailureRecords = len(c.Failures())

@@ -74,10 +74,10 @@ func (c *Cloud) Sweep(ctx context.Context, idle bool) (ingest.Result, error) {
 // Recovered is what Start found left running by an earlier run and handed over again.
 func (c *Cloud) Recovered() []ingest.ObjectResult { return c.recovered }
 
-// Renotified is the keys under the trigger's prefixes that Start notified again: objects with no
+// Renotified is the objects under the trigger's prefixes that Start notified again: objects with no
 // manifest, whose notification an earlier run accepted but never ran (Lambda's queue of asynchronous
 // events is in memory: a kill -9 or Ctrl-C drops it).
-func (c *Cloud) Renotified() []string { return c.renotified }
+func (c *Cloud) Renotified() []bucket.ObjectCreated { return c.renotified }
 
 // recover resumes at start-up what an earlier run of this folder left running (a kill -9, a crash, a
 // Ctrl-C): objects in flight go to the sweeper, which hands them over at their checkpoint; objects
@@ -134,11 +134,12 @@ func (c *Cloud) renotify(ctx context.Context) error {
 					return fmt.Errorf("looking for the manifest of %s: %w", key, err)
 				}
 				now := time.Now().UTC()
-				c.Trigger.Handle(bucket.ObjectCreated{
+				ev := bucket.ObjectCreated{
 					Bucket: c.Bucket.Name(), Key: key, Size: aws.ToInt64(o.Size), ETag: etag, EventName: bucket.EventPut,
 					Sequencer: fmt.Sprintf("%018X", now.UnixNano()), Time: now,
-				})
-				c.renotified = append(c.renotified, key)
+				}
+				c.Trigger.Handle(ev)
+				c.renotified = append(c.renotified, ev)
 			}
 		}
 	}

@@ -117,10 +117,10 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 			continue
 		}
 		size := len(e.data) + len(e.key)
+		if sh.winSec != sec {
+			sh.rollWindow(sec)
+		}
 		if !s.limitsOff {
-			if sh.winSec != sec {
-				sh.winSec, sh.winRecs, sh.winBytes = sec, 0, 0
-			}
 			if sh.winRecs+1 > ShardWriteRecordsPerSecond || (sh.winBytes+size > ShardWriteBytesPerSecond && sh.winBytes > 0) {
 				res.ErrorCode = aws.String(ErrCodeThroughput)
 				res.ErrorMessage = aws.String(fmt.Sprintf("Rate exceeded for shard %s in stream %s under account %s.", sh.id, s.name, AccountID))
@@ -128,9 +128,9 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 				failed++
 				continue
 			}
-			sh.winRecs++
-			sh.winBytes += size
 		}
+		sh.winRecs++
+		sh.winBytes += size
 		seq := s.nextSeq(sh)
 		sh.log.add(s.counter, arrival.UnixMilli(), e.key, e.data)
 		written[sh] = append(written[sh], i)

@@ -268,3 +268,44 @@ func (s *Stream) Stats() Stats {
 	}
 	return st
 }
+
+// rollWindow starts the write window of second sec, keeping the one before for WriteUse.
+func (sh *shard) rollWindow(sec int64) {
+	sh.prevRecs, sh.prevBytes = 0, 0
+	if sh.winSec == sec-1 {
+		sh.prevRecs, sh.prevBytes = sh.winRecs, sh.winBytes
+	}
+	sh.winSec, sh.winRecs, sh.winBytes = sec, 0, 0
+}
+
+// ShardUse is how much of one open shard's write limit the last full second used.
+type ShardUse struct {
+	ShardID string
+	Records int     // records written in that second
+	Bytes   int     // data + partition key bytes
+	Use     float64 // the larger of Records/1,000 and Bytes/1 MiB (1 = the shard's limit)
+}
+
+// WriteUse reports, per open shard, the writes of the last full second (the progress display of
+// `taxistream local`).
+func (s *Stream) WriteUse() []ShardUse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := s.now().Unix() - 1
+	var out []ShardUse
+	for _, sh := range s.shards {
+		if sh.closed() {
+			continue
+		}
+		u := ShardUse{ShardID: sh.id}
+		switch sh.winSec {
+		case last:
+			u.Records, u.Bytes = sh.winRecs, sh.winBytes
+		case last + 1:
+			u.Records, u.Bytes = sh.prevRecs, sh.prevBytes
+		}
+		u.Use = max(float64(u.Records)/ShardWriteRecordsPerSecond, float64(u.Bytes)/ShardWriteBytesPerSecond)
+		out = append(out, u)
+	}
+	return out
+}

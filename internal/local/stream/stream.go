@@ -161,6 +161,8 @@ type shard struct {
 	winSec   int64
 	winRecs  int
 	winBytes int
+	// prevRecs and prevBytes are what the second before winSec held (WriteUse).
+	prevRecs, prevBytes int
 
 	readSec    int64
 	readCalls  int
