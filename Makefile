@@ -12,9 +12,10 @@ LAMBDA_BUILD := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.n
 
 export TAXISTREAM_RIE := $(TOOLS_BIN)/aws-lambda-rie
 export TAXISTREAM_NODE_MODULES := $(NODE_DIR)/node_modules
+export CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: all build build-native build-IngestFunction build-ProcessFunction build-ReplayFunction \
-	run test test-unit bench lint tools clean invoke-IngestFunction invoke-ProcessFunction invoke-ReplayFunction
+	run test test-unit bench lint tools chromium report-png clean invoke-IngestFunction invoke-ProcessFunction invoke-ReplayFunction
 
 all: build
 
@@ -39,9 +40,22 @@ build-native:
 		CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -o bin/native/$$fn/bootstrap ./functions/$$fn || exit 1; \
 	done
 
-# The real peers: the Lambda Runtime Interface Emulator (Go module) and the Node packages
-# (kinesis-local = kinesis-mock, aws-kinesis-agg = the official KPL aggregation module).
-tools: $(TAXISTREAM_RIE) $(NODE_DIR)/node_modules/.installed
+# The real peers: the Lambda Runtime Interface Emulator (Go module), the Node packages
+# (kinesis-local = kinesis-mock, aws-kinesis-agg = the official KPL aggregation module, DuckDB and
+# hyparquet, playwright-core) and Debian's chromium, which playwright-core drives for the run report's
+# browser test (no browser download).
+tools: $(TAXISTREAM_RIE) $(NODE_DIR)/node_modules/.installed chromium
+
+# Debian's chromium, installed with apt-get when it is missing (as root, e.g. in CI). Where it cannot be
+# installed the browser test skips, and fails under CI=true.
+chromium:
+	@if [ -x "$(CHROMIUM)" ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's chromium (apt-get)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+	else \
+		echo "chromium is not installed and apt-get cannot install it here (needs root): the report's browser test will skip (and fail under CI=true)"; \
+	fi
 
 $(TAXISTREAM_RIE):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
@@ -64,6 +78,13 @@ test: tools build-native
 
 test-unit:
 	$(GO) test ./...
+
+# The README's screenshot of the run report (docs/report.png): the demo's report, checked in chromium
+# by the browser test's script, then photographed.
+report-png: tools
+	$(GO) run ./cmd/taxistream local --demo --quiet --summary-json .taxistream/summary.json
+	cd $(NODE_DIR) && node report-check.mjs --report $(CURDIR)/.taxistream/report.html --summary $(CURDIR)/.taxistream/summary.json \
+		--screenshot $(CURDIR)/.taxistream/report-full.png --viewport-shot $(CURDIR)/docs/report.png --shot-height 1500
 
 bench: build-native
 	$(GO) run ./cmd/taxistream bench

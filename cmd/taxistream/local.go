@@ -282,6 +282,12 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return err
 		}
 	}
+	// The run report, whatever way the run ended.
+	report, err := writeRunReport(context.WithoutCancel(ctx), cloud, lf.dir, &sum)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "report: %s\n", report)
 	switch {
 	case drainErr != nil:
 		return drainErr

@@ -24,6 +24,7 @@ var commands = []command{
 	{"convert", "convert trip files to the stream's JSON records (stdout) with a summary (stderr)", cmdConvert},
 	{"gen", "generate realistic TLC trip files", cmdGen},
 	{"bench", "measure conversion, shard saturation, ingest, consumer and cold start", cmdBench},
+	{"report", "write the HTML run report of a local run's folder or of a deployed bucket", cmdReport},
 }
 
 // errUsage marks a command-line mistake (exit status 2).

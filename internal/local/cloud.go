@@ -93,6 +93,7 @@ type Cloud struct {
 	ESM          *esm.ESM           // nil when ProcessFunction has no Kinesis event
 	Lambda       *locallambda.Runtime
 	Trigger      *trigger.Trigger
+	Timeline     *Timeline // what the services did, per second and per call (timeline.go)
 
 	dir          string
 	pollInterval time.Duration
@@ -220,9 +221,10 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	if shards == 0 {
 		shards = 1 // ON_DEMAND starts with a few shards on AWS; one is enough locally
 	}
+	c.startTimeline(opts, shards)
 	if c.Stream, err = stream.New(stream.Config{
 		Name: s.Stream.Name, Region: s.Region, ShardCount: shards, RetentionHours: s.Stream.RetentionHours,
-		LimitsOff: opts.LimitsOff, Faults: opts.Faults, Dir: filepath.Join(opts.Dir, "stream"),
+		LimitsOff: opts.LimitsOff, Faults: opts.Faults, Observer: c.Timeline, Dir: filepath.Join(opts.Dir, "stream"),
 	}); err != nil {
 		if errors.Is(err, stream.ErrLayoutChanged) {
 			return fmt.Errorf("opening the local stream: %w (the folder keeps its stream between runs: use another --dir, or --reset to empty this one)", err)
@@ -231,7 +233,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	}
 	c.Lambda = locallambda.New(locallambda.Config{
 		Region: s.Region, AccountID: s.AccountID, RetryDelays: opts.AsyncRetryDelays,
-		Logger: slog.New(slog.NewJSONHandler(c.logs, nil)),
+		Logger: slog.New(slog.NewJSONHandler(c.logs, nil)), Observer: c.Timeline.observeInvocation,
 	})
 	if err := c.registerFunctions(ctx, opts); err != nil {
 		return err
@@ -260,6 +262,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 			StatePath:    filepath.Join(opts.Dir, "esm", fn.Name+".json"),
 			PollInterval: opts.PollInterval,
 			Logger:       slog.New(slog.NewJSONHandler(c.logs, nil)),
+			Observer:     c.Timeline.observeBatch,
 		}, c.Stream); err != nil {
 			return fmt.Errorf("creating the local event source mapping: %w", err)
 		}
@@ -670,9 +673,9 @@ func (c *Cloud) Close() error {
 	if c.Stream != nil {
 		c.Stream.Close()
 	}
-	var err error
+	err := c.saveTimelineOnClose()
 	if c.Bucket != nil {
-		err = c.Bucket.Close()
+		err = errors.Join(err, c.Bucket.Close())
 	}
 	if c.logFile != nil {
 		c.logFile.Close()

@@ -116,6 +116,8 @@ type Config struct {
 	PollInterval time.Duration    // Run's pause between rounds, default 1 s
 	Now          func() time.Time // default time.Now
 	Logger       *slog.Logger     // default slog.Default()
+	// Observer, if set, is called after every invoke of a batch of records; it must be quick.
+	Observer func(Batch)
 }
 
 // Stats counts what the mapping did.

@@ -230,6 +230,16 @@ func (st *shardState) invoke(ctx context.Context, batch []types.Record, payload 
 	st.attempts++
 	st.requestID = uuid.NewString()
 	retry := st.attempts > 1
+	var outcome string // for the observer
+	if obs := e.cfg.Observer; obs != nil && len(batch) > 0 {
+		b := Batch{Shard: st.id, Records: len(batch), Start: e.cfg.Now(), Retry: retry}
+		b.IteratorAge = b.Start.Sub(aws.ToTime(batch[0].ApproximateArrivalTimestamp))
+		defer func() {
+			if b.Outcome, b.End = outcome, e.cfg.Now(); outcome != "" {
+				obs(b)
+			}
+		}()
+	}
 	e.count(func(s *Stats) {
 		s.Invocations++
 		s.RecordsInvoked += int64(len(batch))
@@ -243,6 +253,7 @@ func (st *shardState) invoke(ctx context.Context, batch []types.Record, payload 
 		return false, ctx.Err()
 	}
 	if err != nil {
+		outcome = OutcomeFunctionError
 		e.count(func(s *Stats) { s.FunctionErrors++ })
 		e.cfg.Logger.InfoContext(ctx, "function error", "function", e.cfg.FunctionName, "shard_id", st.id, "records", len(batch), "err", err)
 		return st.failed(ctx, batch, true)
@@ -256,6 +267,7 @@ func (st *shardState) invoke(ctx context.Context, batch []types.Record, payload 
 		failedAt, ok = lowestFailure(batch, r.failures)
 	}
 	if !ok {
+		outcome = OutcomeInvalidResponse
 		e.count(func(s *Stats) { s.InvalidResponses++ })
 		return st.failed(ctx, batch, false)
 	}
@@ -264,6 +276,7 @@ func (st *shardState) invoke(ctx context.Context, batch []types.Record, payload 
 		st.dirty = true
 	}
 	if failedAt >= 0 {
+		outcome = OutcomePartial
 		e.count(func(s *Stats) { s.PartialFailures++; s.Batches++ })
 		st.commit(failedAt)
 		st.splits = nil
@@ -277,6 +290,7 @@ func (st *shardState) invoke(ctx context.Context, batch []types.Record, payload 
 		}
 		return false, nil
 	}
+	outcome = OutcomeOK
 	e.count(func(s *Stats) { s.Batches++ })
 	st.commit(len(batch))
 	st.attempts = 0

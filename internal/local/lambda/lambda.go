@@ -101,6 +101,8 @@ type Config struct {
 	// AfterFunc schedules retries; time.AfterFunc when nil. It returns a func that cancels the call.
 	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 	Logger    *slog.Logger // slog.Default() when nil
+	// Observer, if set, is called after every execution; it must be quick.
+	Observer func(Invocation)
 }
 
 // Stats are a function's counters.
@@ -419,7 +421,11 @@ func (r *Runtime) invokeSync(ctx context.Context, f *function, payload []byte) (
 
 // execute runs one invocation; the caller has taken a slot in f.sem, which is released when the handler
 // returns (not at the timeout: see the package comment).
-func (r *Runtime) execute(f *function, reqID string, payload []byte) result {
+func (r *Runtime) execute(f *function, reqID string, payload []byte) (res result) {
+	if obs := r.cfg.Observer; obs != nil {
+		start := r.cfg.Now()
+		defer func() { obs(Invocation{f.name, reqID, start, r.cfg.Now(), payload, res.errType}) }()
+	}
 	f.invocations.Add(1)
 	f.running.Add(1)
 	ctx, cancel := context.WithTimeout(r.base, f.fn.Timeout)
@@ -442,7 +448,6 @@ func (r *Runtime) execute(f *function, reqID string, payload []byte) result {
 			done <- result{payload: out}
 		}
 	}()
-	var res result
 	select {
 	case res = <-done:
 	case <-ctx.Done():

@@ -107,9 +107,16 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 	out := &kinesis.PutRecordsOutput{Records: make([]types.PutRecordsResultEntry, len(entries)), EncryptionType: types.EncryptionTypeNone}
 	failed := int32(0)
 	written := map[*shard][]int{} // entries per shard, written to its log after the loop
+	var seen []PutEntryOutcome    // for the observer
+	if s.observer != nil {
+		seen = make([]PutEntryOutcome, len(entries))
+	}
 	for i, e := range entries {
 		sh := s.route(e.hash)
 		res := &out.Records[i]
+		if seen != nil {
+			seen[i] = PutEntryOutcome{Shard: sh.id, Size: len(e.data) + len(e.key), Data: e.data}
+		}
 		if s.faults.InternalFailureRate > 0 && s.rng.Float64() < s.faults.InternalFailureRate {
 			res.ErrorCode, res.ErrorMessage = aws.String(ErrCodeInternalFailure), aws.String("Internal service failure.")
 			s.stats.InternalFailures++
@@ -132,6 +139,9 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 		sh.winRecs++
 		sh.winBytes += size
 		seq := s.nextSeq(sh)
+		if seen != nil {
+			seen[i].Counter = s.counter
+		}
 		sh.log.add(s.counter, arrival.UnixMilli(), e.key, e.data)
 		written[sh] = append(written[sh], i)
 		s.bytes += int64(size)
@@ -156,6 +166,12 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 	}
 	out.FailedRecordCount = aws.Int32(failed)
 	s.trim(now)
+	if seen != nil {
+		for i := range seen {
+			seen[i].ErrorCode = aws.ToString(out.Records[i].ErrorCode)
+		}
+		s.observer.ObservePut(PutObservation{Time: now, Entries: seen, TimedOut: storeThenFail})
+	}
 	if storeThenFail {
 		s.stats.RequestErrors++
 		return out, &TimeoutError{Op: op}

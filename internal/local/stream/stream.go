@@ -100,6 +100,9 @@ type Config struct {
 
 	Faults Faults
 
+	// Observer, if set, sees every answered PutRecord(s) request (the local cloud's timeline).
+	Observer PutObserver
+
 	// Now is the clock (default time.Now). Tests inject one to control time without sleeping.
 	Now func() time.Time
 	// Sleep waits for Faults.Latency (default: a timer that honours ctx).
@@ -132,6 +135,7 @@ type Stream struct {
 	limitsOff         bool
 	maxBytes          int64
 	faults            Faults
+	observer          PutObserver
 	now               func() time.Time
 	sleep             func(context.Context, time.Duration) error
 
@@ -218,6 +222,7 @@ func New(cfg Config) (*Stream, error) {
 		limitsOff:      cfg.LimitsOff,
 		maxBytes:       cfg.MaxBytes,
 		faults:         cfg.Faults,
+		observer:       cfg.Observer,
 		now:            cfg.Now,
 		sleep:          cfg.Sleep,
 		rng:            rand.New(rand.NewSource(cfg.Faults.Seed)),
