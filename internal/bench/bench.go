@@ -35,7 +35,7 @@ const (
 )
 
 // Sections lists every section in run order.
-var Sections = []string{SectionConversion, SectionSaturation, SectionIngest, SectionConsumer, SectionColdStart}
+var Sections = []string{SectionConversion, SectionSaturation, SectionIngest, SectionConsumer, SectionColdStart, SectionMemory}
 
 // Options configure a run. The zero value (plus Child) is the full default run.
 type Options struct {
@@ -61,6 +61,13 @@ type Options struct {
 	// are skipped.
 	Child    []string
 	ChildEnv []string // extra environment of the children (KEY=value)
+	// CLI is the argv prefix that runs the taxistream CLI itself (the memory section runs
+	// `taxistream local`); without it that section is skipped.
+	CLI []string
+	// MemoryMB and MemoryShards override the memory section's input sizes (default 100 and 500 MB,
+	// plus 1,000 with Big) and shard counts (default 1 and 4).
+	MemoryMB     []int
+	MemoryShards []int
 
 	Log io.Writer // progress lines (default io.Discard)
 }
@@ -127,6 +134,7 @@ type Results struct {
 	Ingest     *IngestSection     `json:"ingest,omitempty"`
 	Consumer   *ConsumerResult    `json:"consumer,omitempty"`
 	ColdStart  *ColdStartSection  `json:"cold_start,omitempty"`
+	Memory     *MemorySection     `json:"memory,omitempty"`
 	Targets    []Target           `json:"targets"`
 	Elapsed    float64            `json:"elapsed_s"`
 }
@@ -198,6 +206,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 		{SectionIngest, func() (err error) { res.Ingest, err = runIngest(ctx, &opts, work); return }},
 		{SectionConsumer, func() (err error) { res.Consumer, err = runConsumer(ctx, &opts); return }},
 		{SectionColdStart, func() (err error) { res.ColdStart, err = runColdStart(ctx, &opts); return }},
+		{SectionMemory, func() (err error) { res.Memory, err = runMemory(ctx, &opts, work); return }},
 	}
 	for _, s := range steps {
 		if err := run(s.name, s.f); err != nil {

@@ -119,6 +119,7 @@ func targets(r *Results) []Target {
 	} else {
 		add("bootstrap INIT", "≤ 50 ms", false, "", false, skipReason(cs, func(c *ColdStartSection) string { return c.Skipped }))
 	}
+	memoryTargets(r.Memory, add)
 	return ts
 }
 
@@ -226,6 +227,7 @@ func rows(r *Results) [][3]string {
 			add("cold start", f.Function, "%s", v)
 		}
 	}
+	memoryRows(r.Memory, add)
 	for i := range out {
 		out[i][2] = strings.ReplaceAll(out[i][2], "\t", " ")
 	}
