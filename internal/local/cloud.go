@@ -244,6 +244,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 			Prefix: fh.Prefix, ErrorOutputPrefix: fh.ErrorOutputPrefix, BufferSizeMiB: fh.BufferSizeMB,
 			BufferIntervalSeconds: fh.BufferIntervalSeconds, CompressionFormat: fh.CompressionFormat,
 			StatePath:    filepath.Join(opts.Dir, "firehose", fh.Name+".json"),
+			SpoolDir:     filepath.Join(opts.Dir, "firehose", fh.Name+".buffer"),
 			PollInterval: opts.PollInterval, Logger: slog.New(slog.NewJSONHandler(c.logs, nil)),
 		}, c.Stream, c.Bucket); err != nil {
 			return fmt.Errorf("creating the local Firehose: %w", err)
@@ -669,6 +670,9 @@ func (c *Cloud) Close() error {
 	c.wg.Wait()
 	if c.Lambda != nil {
 		c.Lambda.Close()
+	}
+	if c.Firehose != nil {
+		c.Firehose.Close()
 	}
 	if c.Stream != nil {
 		c.Stream.Close()

@@ -33,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -101,6 +102,10 @@ type Config struct {
 	// StatePath, if set, is the file that keeps the delivery stream's read positions across restarts
 	// (state.go). New resumes from it when it exists.
 	StatePath string
+	// SpoolDir, if set, is a folder where the buffers are kept as files instead of in memory (a 64 MiB
+	// buffer costs no memory). They are scratch: after a restart the records are read again from the
+	// stream (StatePath), so New empties them.
+	SpoolDir string
 
 	PollInterval time.Duration    // Run's pause between rounds, default 1 s
 	Deaggregate  DeaggregateFunc  // default kpl.Deaggregate
@@ -158,6 +163,7 @@ type shardState struct {
 
 type buffer struct {
 	data    bytes.Buffer
+	spool   *spool // instead of data, with Config.SpoolDir
 	records int64
 	oldest  time.Time // approximate arrival of the oldest record
 	opened  time.Time // when the first record went in
@@ -179,14 +185,38 @@ func (b *buffer) add(p []byte, shardID, lastSeq string, arrival, now time.Time) 
 	if arrival.Before(b.oldest) {
 		b.oldest = arrival
 	}
-	b.data.Write(p)
+	if b.spool != nil {
+		b.spool.write(p)
+	} else {
+		b.data.Write(p)
+	}
 	b.records++
 }
 
-func (b *buffer) reset() {
+// size is the bytes buffered.
+func (b *buffer) size() int {
+	if b.spool != nil {
+		return int(b.spool.n)
+	}
+	return b.data.Len()
+}
+
+// content reads what is buffered.
+func (b *buffer) content() (io.Reader, error) {
+	if b.spool != nil {
+		return b.spool.reader()
+	}
+	return bytes.NewReader(b.data.Bytes()), nil
+}
+
+func (b *buffer) reset() error {
 	b.data.Reset()
 	b.records = 0
 	clear(b.from)
+	if b.spool != nil {
+		return b.spool.reset()
+	}
+	return nil
 }
 
 // New creates the delivery stream and positions it at LATEST on every open shard of the source.
@@ -263,6 +293,16 @@ func New(cfg Config, src shardReader, dst objectPutter) (*Firehose, error) {
 		created:  cfg.Now(),
 		shards:   map[string]*shardState{},
 		behind:   true,
+	}
+	if cfg.SpoolDir != "" {
+		var err error
+		if f.main.spool, err = openSpool(cfg.SpoolDir, "main.buffer"); err == nil {
+			f.errs.spool, err = openSpool(cfg.SpoolDir, "errors.buffer")
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("creating delivery stream %s: %w", cfg.DeliveryStreamName, err)
+		}
 	}
 	resumed, err := f.loadState()
 	if err != nil {
@@ -472,13 +512,13 @@ func (f *Firehose) ingest(ctx context.Context, shardID string, r types.Record) e
 
 // add puts p in b, delivering first if p would push b past the size hint, and after if b reached it.
 func (f *Firehose) add(ctx context.Context, b *buffer, p []byte, shardID string, arrival, now time.Time) error {
-	if b.records > 0 && b.data.Len()+len(p) > f.bufLimit {
+	if b.records > 0 && b.size()+len(p) > f.bufLimit {
 		if err := f.deliver(ctx, b); err != nil {
 			return err
 		}
 	}
 	b.add(p, shardID, f.shards[shardID].lastSeq, arrival, now)
-	if b.data.Len() >= f.bufLimit {
+	if b.size() >= f.bufLimit {
 		return f.deliver(ctx, b)
 	}
 	return nil
@@ -490,14 +530,27 @@ func (f *Firehose) deliver(ctx context.Context, b *buffer) error {
 		return nil
 	}
 	isErr := b == &f.errs
-	body := b.data.Bytes()
+	src, err := b.content()
+	if err != nil {
+		f.stats.Errors++
+		return fmt.Errorf("reading the buffer: %w", err)
+	}
+	body := &countingReader{r: src}
+	contentLength := aws.Int64(int64(b.size()))
 	ext := ""
 	if f.cfg.CompressionFormat == CompressionGZIP {
-		var z bytes.Buffer
-		zw := gzip.NewWriter(&z)
-		_, _ = zw.Write(body)
-		_ = zw.Close()
-		body, ext = z.Bytes(), ".gz"
+		// Compressed as it is sent: no second copy of the buffer.
+		pr, pw := io.Pipe()
+		go func() {
+			zw := gzip.NewWriter(pw)
+			_, err := io.Copy(zw, src)
+			if err == nil {
+				err = zw.Close()
+			}
+			pw.CloseWithError(err)
+		}()
+		defer pr.CloseWithError(errors.New("delivery ended"))
+		body.r, contentLength, ext = pr, nil, ".gz"
 	}
 	ts := b.oldest.UTC()
 	p := f.prefix
@@ -506,9 +559,8 @@ func (f *Firehose) deliver(ctx context.Context, b *buffer) error {
 	}
 	key := p.eval(ts, ErrorOutputTypeProcessingFailed) +
 		fmt.Sprintf("%s-%d-%s-%s%s", f.cfg.DeliveryStreamName, f.cfg.DeliveryStreamVersion, ts.Format("2006-01-02-15-04-05"), uuid.NewString(), ext)
-	_, err := f.dst.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(f.cfg.Bucket), Key: aws.String(key),
-		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
+	_, err = f.dst.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(f.cfg.Bucket), Key: aws.String(key), Body: body, ContentLength: contentLength,
 	})
 	if err != nil {
 		f.stats.Errors++
@@ -520,10 +572,12 @@ func (f *Firehose) deliver(ctx context.Context, b *buffer) error {
 	} else {
 		f.stats.ObjectsWritten++
 		f.stats.RecordsDelivered += b.records
-		f.stats.BytesIn += int64(b.data.Len())
-		f.stats.BytesWritten += int64(len(body))
+		f.stats.BytesIn += int64(b.size())
+		f.stats.BytesWritten += body.n
 	}
-	b.reset()
+	if err := b.reset(); err != nil {
+		return err
+	}
 	return f.advance()
 }
 
@@ -557,7 +611,7 @@ func (f *Firehose) Stats() Stats {
 	defer f.mu.Unlock()
 	s := f.stats
 	s.BufferedRecords = f.main.records + f.errs.records
-	s.BufferedBytes = int64(f.main.data.Len() + f.errs.data.Len())
+	s.BufferedBytes = int64(f.main.size() + f.errs.size())
 	return s
 }
 

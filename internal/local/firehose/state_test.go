@@ -7,10 +7,20 @@ import (
 )
 
 // A delivery stream created again on its state file (a restart) re-reads what it had buffered but not
-// delivered, does not archive again what it had delivered, and keeps its LATEST position of creation.
+// delivered, does not archive again what it had delivered, and keeps its LATEST position of creation;
+// with its buffers in memory or in files (SpoolDir).
 func TestRestartLosesNothingBuffered(t *testing.T) {
+	for _, spool := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "spool"}[spool], func(t *testing.T) { testRestart(t, spool) })
+	}
+}
+
+func testRestart(t *testing.T, spool bool) {
 	e := setup(t, 2, Config{BufferSizeMiB: 1, BufferIntervalSeconds: 900, CompressionFormat: CompressionGZIP})
 	e.cfg.StatePath = filepath.Join(t.TempDir(), "firehose", "state.json")
+	if spool {
+		e.cfg.SpoolDir = filepath.Join(t.TempDir(), "buffers")
+	}
 	e.put(t, "a", lines("before-creation", 2)...)
 	e.start(t)
 	e.put(t, "a", lines("first", 3)...)
