@@ -24,6 +24,7 @@ import (
 // localFlags are the flags shared by `local` and `invoke`.
 type localFlags struct {
 	dir, template, zones string
+	zoneShapes           string
 	params               multiFlag
 	limitsOff            bool
 	faults               stream.Faults
@@ -36,6 +37,7 @@ func (f *localFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dir, "dir", ".taxistream", "folder of the local cloud (the bucket is <dir>/bucket)")
 	fs.StringVar(&f.template, "template", "", "the SAM template the local cloud reads its settings from (default ./template.yaml, else the one built into this binary)")
 	fs.StringVar(&f.zones, "zones", "", "taxi zone lookup CSV for ProcessFunction (file path)")
+	fs.StringVar(&f.zoneShapes, "zone-shapes", "", "TLC's taxi_zones.zip (or a WGS 84 GeoJSON of the zones) for ProcessFunction: trips with coordinates but no zone ids get them from it (file path)")
 	fs.Var(&f.params, "param", "template parameter override Key=Value (repeatable), e.g. --param ShardCount=2")
 	fs.BoolVar(&f.limitsOff, "limits-off", false, "turn the stream's per-shard throughput limits off (on by default, like AWS)")
 	fs.Float64Var(&f.faults.InternalFailureRate, "internal-failure-rate", 0, "share of PutRecords entries failed with InternalFailure")
@@ -72,6 +74,13 @@ func (f *localFlags) options() (local.Options, error) {
 		ZoneLookup: f.zones, S3Faults: f.s3Faults,
 	}
 	opts.S3Faults.Function = logicalID(f.s3FaultFunction)
+	if f.zoneShapes != "" {
+		abs, err := filepath.Abs(f.zoneShapes)
+		if err != nil {
+			return local.Options{}, fmt.Errorf("--zone-shapes %q: %w", f.zoneShapes, err)
+		}
+		opts.Env = map[string]map[string]string{local.ProcessFunction: {"ZONE_SHAPES": abs}} // --env may override it
+	}
 	opts.S3Faults.Seed = uint64(f.faults.Seed)
 	for _, t := range f.timeouts {
 		fn, v, ok := strings.Cut(t, "=")

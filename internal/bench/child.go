@@ -76,10 +76,12 @@ func ChildMain(ctx context.Context, args []string, stdout io.Writer) error {
 		seconds := fs.Float64("seconds", 0, "loop at least this long")
 		zones := fs.String("zones", "", "zone lookup CSV")
 		profile := fs.String("cpuprofile", "", "write a CPU profile of the timed loop to this file")
+		input := fs.String("input", "", "trip CSV whose rows are the trips (converted again under new keys until -trips); default generated 2019 rows")
+		shapes := fs.String("shapes", "", "zone shapes (taxi_zones.zip or GeoJSON) for trips with coordinates only")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		res, err = childConsume(ctx, *trips, *seconds, *zones, *profile)
+		res, err = childConsume(ctx, consumeOptions{trips: *trips, minSeconds: *seconds, zones: *zones, profile: *profile, input: *input, shapes: *shapes})
 	default:
 		return fmt.Errorf("child: unknown mode %q", args[0])
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/taxistream/taxistream/internal/config"
+	"github.com/taxistream/taxistream/internal/convert"
 	"github.com/taxistream/taxistream/internal/kpl"
 	"github.com/taxistream/taxistream/internal/process"
 	"github.com/taxistream/taxistream/internal/producer"
@@ -54,6 +56,93 @@ type ConsumerResult struct {
 	TripsPerHandleSec float64 `json:"trips_per_handle_s"`
 	Zones             bool    `json:"zones"` // the zone lookup was loaded (enrichment with borough and zone names)
 	PeakRSS           int64   `json:"peak_rss_bytes"`
+	// Historic is the cost of zone shapes: the same 2015 trips (coordinates, no zone ids) with and
+	// without ZONE_SHAPES, side by side.
+	Historic *HistoricConsumer `json:"historic,omitempty"`
+}
+
+// HistoricConsumer compares ProcessFunction on trips that carry coordinates instead of zone ids, without
+// and with zone shapes (issue 18: at most 10 % fewer trips per CPU second with them). Rounds alternate
+// the order of the two children; the medians are compared.
+type HistoricConsumer struct {
+	Skipped       string    `json:"skipped,omitempty"`
+	Input         string    `json:"input,omitempty"`  // the trip CSV (../shared's 2015 sample), repeated under new keys
+	Shapes        string    `json:"shapes,omitempty"` // the zone shapes file
+	Trips         int       `json:"trips"`            // distinct trips per child
+	Without       []float64 `json:"without_trips_per_cpu_s"`
+	With          []float64 `json:"with_trips_per_cpu_s"`
+	WithoutMedian float64   `json:"without_median"`
+	WithMedian    float64   `json:"with_median"`
+	DropPercent   float64   `json:"drop_percent"` // (without − with) / without × 100, of the medians
+	Located       bool      `json:"located"`      // the with-shapes child loaded the shapes
+}
+
+// historicRounds is how many without/with pairs run (quick: 1).
+const historicRounds = 3
+
+func runHistoric(ctx context.Context, opts *Options, zones string) (*HistoricConsumer, error) {
+	res := &HistoricConsumer{
+		Input:  filepath.Join(opts.SharedDir, "data", "tlc", "samples", "yellow_tripdata_2015-01_head.csv"),
+		Shapes: filepath.Join(opts.SharedDir, "data", "tlc", "zones", "taxi_zones.zip"),
+		Trips:  opts.ConsumerTrips,
+	}
+	if !fileExists(res.Input) || !fileExists(res.Shapes) {
+		res.Skipped = fmt.Sprintf("no %s or %s (../shared)", res.Input, res.Shapes)
+		return res, nil
+	}
+	rounds := historicRounds
+	if opts.Quick {
+		rounds = 1
+	}
+	for r := range rounds {
+		order := []bool{false, true}
+		if r%2 == 1 {
+			order = []bool{true, false}
+		}
+		for _, with := range order {
+			args := []string{childConsumer, "-trips", fmt.Sprint(opts.ConsumerTrips), "-seconds", fmt.Sprint(opts.ConsumerSeconds),
+				"-zones", zones, "-input", res.Input}
+			if with {
+				args = append(args, "-shapes", res.Shapes)
+			}
+			c, err := runChild(ctx, opts, args...)
+			if err != nil {
+				return nil, err
+			}
+			if c.CPU <= 0 {
+				return nil, errors.New("consumer child reported no CPU time")
+			}
+			tps := float64(c.Rows) / c.CPU
+			if with {
+				res.With = append(res.With, tps)
+				res.Located = c.Extra["shapes"] > 0
+			} else {
+				res.Without = append(res.Without, tps)
+			}
+			label := "without"
+			if with {
+				label = "with"
+			}
+			fmt.Fprintf(opts.Log, "   2015 trips %s zone shapes: %.0f trips/cpu-s\n", label, tps)
+		}
+	}
+	res.WithoutMedian, res.WithMedian = median(res.Without), median(res.With)
+	if res.WithoutMedian > 0 {
+		res.DropPercent = (res.WithoutMedian - res.WithMedian) / res.WithoutMedian * 100
+	}
+	return res, nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func runConsumer(ctx context.Context, opts *Options) (*ConsumerResult, error) {
@@ -91,6 +180,9 @@ func runConsumer(ctx context.Context, opts *Options) (*ConsumerResult, error) {
 	}
 	fmt.Fprintf(opts.Log, "   %d trips in %.1f s: %.0f trips/s (wall), %.0f trips/cpu-s, %.2f cores, %d invokes\n",
 		res.Trips, res.Wall, res.TripsPerSec, res.TripsPerCPU, res.CoresUsed, res.Invokes)
+	if res.Historic, err = runHistoric(ctx, opts, zones); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 
@@ -120,6 +212,13 @@ func (d *discardS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...f
 	return &s3.PutObjectOutput{ETag: aws.String(`"bench"`)}, err
 }
 
+// forgetState drops what was written under state/.
+func (d *discardS3) forgetState() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	clear(d.state)
+}
+
 func (d *discardS3) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -132,15 +231,30 @@ func (d *discardS3) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...f
 // childConsume feeds generated trips to ProcessFunction's handler on one core.
 // With profile set, the timed loop is CPU-profiled into that file (for finding where the time goes:
 // taxistream bench --child consumer -cpuprofile FILE, then go tool pprof).
-func childConsume(ctx context.Context, trips int, minSeconds float64, zonesPath, profile string) (childResult, error) {
+// consumeOptions are the consumer child's flags.
+type consumeOptions struct {
+	trips      int
+	minSeconds float64
+	zones      string // zone lookup CSV
+	profile    string
+	input      string // trip CSV (default: generated 2019 rows)
+	shapes     string // zone shapes for trips with coordinates only
+}
+
+func childConsume(ctx context.Context, o consumeOptions) (childResult, error) {
+	trips, minSeconds, profile := o.trips, o.minSeconds, o.profile
 	runtime.GOMAXPROCS(1)
-	batches, n, err := consumerBatches(trips)
+	recs, err := consumerRecords(o.input, trips)
+	if err != nil {
+		return childResult{}, err
+	}
+	batches, n, err := consumerBatches(recs)
 	if err != nil {
 		return childResult{}, err
 	}
 	var zones *process.Zones
-	if zonesPath != "" {
-		f, err := os.Open(zonesPath)
+	if o.zones != "" {
+		f, err := os.Open(o.zones)
 		if err != nil {
 			return childResult{}, err
 		}
@@ -151,7 +265,8 @@ func childConsume(ctx context.Context, trips int, minSeconds float64, zonesPath,
 		}
 	}
 	store := &discardS3{}
-	h, err := process.New(ctx, config.Config{Bucket: "bench", MetricsNamespace: "taxistream", LogLevel: "ERROR"},
+	// The shapes are loaded by New, as at a cold start (ZONE_SHAPES).
+	h, err := process.New(ctx, config.Config{Bucket: "bench", MetricsNamespace: "taxistream", LogLevel: "ERROR", ZoneShapes: o.shapes},
 		process.Deps{S3: store, Log: slog.New(slog.DiscardHandler), Metrics: io.Discard, Zones: zones})
 	if err != nil {
 		return childResult{}, err
@@ -184,6 +299,10 @@ func childConsume(ctx context.Context, trips int, minSeconds float64, zonesPath,
 	var payload []byte
 	start, cpu0 := time.Now(), cpuNow()
 	for pass := 0; pass == 0 || time.Since(start).Seconds() < minSeconds; pass++ {
+		// Every pass sends the same sequence numbers again: forget the shard's ledger, or its
+		// high-water mark would skip them all as redeliveries (ledger.go: to process a shard again on
+		// purpose, delete processed/ and state/process/ together; processed/ is not kept here).
+		store.forgetState()
 		for i, raw := range batches {
 			at := stateAt[i]
 			st, err := json.Marshal(state)
@@ -216,16 +335,58 @@ func childConsume(ctx context.Context, trips int, minSeconds float64, zonesPath,
 	if zones != nil {
 		res.Extra["zones"] = 1
 	}
+	if o.shapes != "" {
+		res.Extra["shapes"] = 1
+	}
 	return res, nil
 }
 
-// consumerBatches builds the Lambda events (JSON, as the runtime receives them) of n generated trips,
-// aggregated the way the producer aggregates them.
-func consumerBatches(n int) ([][]byte, int, error) {
-	recs, err := genRecords(n)
-	if err != nil {
-		return nil, 0, err
+// consumerRecords returns n trips as converted records: generated 2019 rows, or the rows of the trip CSV
+// at input converted again and again under new object keys (so record ids differ) until there are n.
+func consumerRecords(input string, n int) ([]record, error) {
+	if input == "" {
+		return genRecords(n)
 	}
+	raw, err := os.ReadFile(input)
+	if err != nil {
+		return nil, err
+	}
+	var out []record
+	for pass := 0; len(out) < n; pass++ {
+		rr, err := convert.NewCSVReader(bytes.NewReader(raw), convert.Options{Source: convert.Source{
+			Bucket: "bench", Key: fmt.Sprintf("raw/%d/%s", pass, filepath.Base(input)), Version: "v1"}})
+		if err != nil {
+			return nil, fmt.Errorf("converting %s: %w", input, err)
+		}
+		before := len(out)
+		for len(out) < n {
+			rec, err := rr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			var re *convert.RowError
+			if errors.As(err, &re) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("converting %s: %w", input, err)
+			}
+			key := rr.Value("pu_location_id")
+			if key == "" {
+				key = "0"
+			}
+			out = append(out, record{JSON: bytes.Clone(rec.JSON), Key: key})
+		}
+		if len(out) == before {
+			return nil, fmt.Errorf("converting %s: no records", input)
+		}
+	}
+	return out, nil
+}
+
+// consumerBatches builds the Lambda events (JSON, as the runtime receives them) of the records,
+// aggregated the way the producer aggregates them.
+func consumerBatches(recs []record) ([][]byte, int, error) {
 	now := time.Now().UTC()
 	winStart := now.Truncate(consumerWindow)
 	var (

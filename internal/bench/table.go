@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 )
@@ -100,6 +101,20 @@ func targets(r *Results) []Target {
 		add("consumer per core", "≥ 100,000 trips/s per core", false, "", false, skipReason(co, func(c *ConsumerResult) string { return c.Skipped }))
 	}
 
+	if h := historicOf(co); h != nil && h.Skipped == "" && len(h.With) > 0 {
+		add("zone shapes, consumer cost", "≤ 10 % fewer trips per CPU second (2015 trips)", true,
+			fmt.Sprintf("%.1f %% (median %.0f → %.0f trips per CPU second, %d rounds)", h.DropPercent, h.WithoutMedian, h.WithMedian, len(h.With)),
+			h.DropPercent <= 10, "")
+	} else {
+		reason := "section not run"
+		if h != nil {
+			reason = h.Skipped
+		} else if co != nil && co.Skipped != "" {
+			reason = co.Skipped
+		}
+		add("zone shapes, consumer cost", "≤ 10 % fewer trips per CPU second (2015 trips)", false, "", false, reason)
+	}
+
 	cs := r.ColdStart
 	var worst float64
 	var measured int
@@ -121,6 +136,21 @@ func targets(r *Results) []Target {
 	}
 	memoryTargets(r.Memory, add)
 	return ts
+}
+
+func historicOf(c *ConsumerResult) *HistoricConsumer {
+	if c == nil {
+		return nil
+	}
+	return c.Historic
+}
+
+func joinFloats(v []float64) string {
+	s := make([]string, len(v))
+	for i, f := range v {
+		s[i] = fmt.Sprintf("%.0f", f)
+	}
+	return strings.Join(s, ", ")
 }
 
 func skipReason[T any](s *T, f func(*T) string) string {
@@ -211,6 +241,12 @@ func rows(r *Results) [][3]string {
 		} else {
 			add("consumer", "ProcessFunction, GOMAXPROCS=1", "%.0f trips/s wall, %.0f trips per CPU s, %.2f cores (inside the handler alone, decode + Handle + encode: %.0f trips/s); %d trips, %d invokes, %.1f MB written",
 				c.TripsPerSec, c.TripsPerCPU, c.CoresUsed, c.TripsPerHandleSec, c.Trips, c.Invokes, float64(c.OutputBytes)/1e6)
+			if h := c.Historic; h != nil && h.Skipped != "" {
+				add("consumer", "2015 trips, zone shapes", "skipped: %s", h.Skipped)
+			} else if h != nil {
+				add("consumer", "2015 trips, zone shapes", "without: %s trips per CPU s; with: %s (median %.0f → %.0f, %.1f %% fewer; %d distinct trips of %s)",
+					joinFloats(h.Without), joinFloats(h.With), h.WithoutMedian, h.WithMedian, h.DropPercent, h.Trips, filepath.Base(h.Input))
+			}
 		}
 	}
 	if cs := r.ColdStart; cs != nil {

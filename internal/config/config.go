@@ -33,6 +33,7 @@ type Config struct {
 	ZoneLookup        string        // ZONE_LOOKUP (process): "s3://bucket/key", a key in BUCKET_NAME, or a file path; "" for none
 	SweepGrace        time.Duration // SWEEP_GRACE (ingest), default 15m: a released object is left to Lambda's own retries this long before the sweeper resumes it; also the first backoff
 	SweepMaxAttempts  int           // SWEEP_MAX_ATTEMPTS (ingest), default 5: sweeper attempts on one object before it is marked failed
+	ZoneShapes        string        // ZONE_SHAPES (process): TLC's taxi_zones.zip or a GeoJSON, located like ZONE_LOOKUP; "" for none
 	MetricsNamespace  string        // METRICS_NAMESPACE, default taxistream
 	LogLevel          string        // AWS_LAMBDA_LOG_LEVEL (LoggingConfig), else LOG_LEVEL, default INFO
 }
@@ -48,6 +49,7 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 		FunctionName:      strings.TrimSpace(getenv("AWS_LAMBDA_FUNCTION_NAME")),
 		IngestFunction:    strings.TrimSpace(getenv("INGEST_FUNCTION_NAME")),
 		ZoneLookup:        strings.TrimSpace(getenv("ZONE_LOOKUP")),
+		ZoneShapes:        strings.TrimSpace(getenv("ZONE_SHAPES")),
 		MetricsNamespace:  orDefault(getenv("METRICS_NAMESPACE"), "taxistream"),
 		LogLevel:          orDefault(getenv("AWS_LAMBDA_LOG_LEVEL"), orDefault(getenv("LOG_LEVEL"), "INFO")),
 	}

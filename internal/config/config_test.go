@@ -39,3 +39,16 @@ func TestLoadLogLevelPrefersLambda(t *testing.T) {
 		t.Errorf("LogLevel = %q, want DEBUG", c.LogLevel)
 	}
 }
+
+func TestLoadZoneShapes(t *testing.T) {
+	c, err := Load(env(map[string]string{"BUCKET_NAME": "b", "ZONE_LOOKUP": "reference/taxi_zone_lookup.csv", "ZONE_SHAPES": " s3://other/taxi_zones.zip "}), Process)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ZoneShapes != "s3://other/taxi_zones.zip" || c.ZoneLookup != "reference/taxi_zone_lookup.csv" {
+		t.Errorf("ZoneShapes %q, ZoneLookup %q", c.ZoneShapes, c.ZoneLookup)
+	}
+	if c, _ := Load(env(map[string]string{"BUCKET_NAME": "b"}), Process); c.ZoneShapes != "" {
+		t.Errorf("ZoneShapes %q without ZONE_SHAPES, want empty", c.ZoneShapes)
+	}
+}

@@ -44,7 +44,7 @@ func TestEdgeCases(t *testing.T) {
 				`"pickup_datetime":"2019-03-10T01:59:59.25-05:00","dropoff_datetime":"2019-03-10T03:00:00-04:00","request_datetime":"2019-11-03T01:30:00-05:00","on_scene_datetime":"2019-11-03T01:30:00-05:00"`}},
 		{name: "bad values are rejected, never guessed",
 			in: yellowHeader + "1,2019-02-30 00:00:00,,1,1,1,1,1\n1,01/02/19 10:00,,1,1,1,1,1\n1,2019-01-01 00:00:00,,1.5,1,1,1,1\n" +
-				"1,2019-01-01 00:00:00,,1,1e,1,1,1\n1,2019-01-01 00:00:00,,1,NaN,1,1,1\n1,2019-01-01 24:00:00,,1,1,1,1,1\n",
+				"1,2019-01-01 00:00:00,,1,1e,1,1,1\n1,2019-01-01 00:00:00,,1,Infinity,1,1,1\n1,2019-01-01 24:00:00,,1,1,1,1,1\n",
 			reject: []string{CodeBadDatetime, CodeBadDatetime, CodeBadInteger, CodeBadNumber, CodeBadNumber, CodeBadDatetime}},
 		{name: "extra fields: empty ignored, non-empty rejected; too few rejected",
 			in:     yellowHeader + "1,2019-01-01 00:00:00,,1,1,1,1,1,,\n1,2019-01-01 00:00:00,,1,1,1,1,1,,x\n1,2019-01-01 00:00:00\n",

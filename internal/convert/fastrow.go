@@ -273,7 +273,7 @@ func (c *rowConv) fastRow(line []byte, row int64) (nfields int, ok bool) {
 					out = out[:n+3]
 					e, done = p+1, true
 				}
-			case tlc.KindString: // printable ASCII that needs no escape
+			case tlc.KindString: // printable ASCII that needs no escape and is not a placeholder
 				j := p
 				for j < L {
 					if b := line[j]; b-0x21 > 0x7e-0x21 || b == '"' || b == '\\' || b == ',' {
@@ -281,7 +281,7 @@ func (c *rowConv) fastRow(line []byte, row int64) (nfields int, ok bool) {
 					}
 					j++
 				}
-				if j < L && line[j] != ',' {
+				if j < L && line[j] != ',' || j-p <= 4 && isPlaceholder(line[p:j]) {
 					break
 				}
 				out = append(out, '"')

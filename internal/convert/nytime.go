@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"fmt"
 	"time"
 	_ "time/tzdata" // provided.al2023 may not ship a zone database
 )
@@ -122,144 +123,287 @@ func d2(s []byte, i int) (int, bool) {
 	return int(a)*10 + int(b), true
 }
 
-// parseWall reads the wall-clock spellings seen in TLC files and their re-exports:
-//
-//	2019-01-01 00:46:40   2019-01-01T00:46:40   2019-01-01 00:46:40.123   2019-01-01 00:46
-//	1/1/2018 2:21:05 AM   01/01/2018 14:21:05   1/1/2018 2:21 PM
-//
-// A trailing offset ("Z", "+01:00") is not wall-clock time: hasZone reports it and the caller converts
-// the instant. Anything else is rejected; nothing is guessed.
-func parseWall(s []byte) (w wallTime, hasZone bool, ok bool) {
-	if len(s) >= 16 && s[4] == '-' && s[7] == '-' && (s[10] == ' ' || s[10] == 'T') && s[13] == ':' {
-		var o1, o2, o3, o4, o5 bool
-		w.year, o1 = digits(s[0:4])
-		w.month, o2 = d2(s, 5)
-		w.day, o3 = d2(s, 8)
-		w.hour, o4 = d2(s, 11)
-		w.min, o5 = d2(s, 14)
-		if !(o1 && o2 && o3 && o4 && o5) {
-			return w, false, false
-		}
-		rest := s[16:]
-		if len(rest) >= 3 && rest[0] == ':' {
-			var o bool
-			if w.sec, o = d2(rest, 1); !o {
-				return w, false, false
-			}
-			rest = rest[3:]
-			if len(rest) > 0 && rest[0] == '.' {
-				i := 1
-				for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
-					i++
-				}
-				if i == 1 {
-					return w, false, false
-				}
-				w.frac = rest[1:i]
-				rest = rest[i:]
-			}
-		}
-		if len(rest) > 0 {
-			if isZone(rest) {
-				return w, true, w.valid()
-			}
-			return w, false, false
-		}
-		return w, false, w.valid()
-	}
-	return parseSlashed(s)
+// Why a date-time was not read (timeReason turns these into RowError details).
+const (
+	badSpelling  uint8 = iota + 1 // not a spelling we read
+	badDayFirst                   // N/M/YYYY with 13 ≤ N ≤ 31: a day in the month's place
+	badShortYear                  // M/D/YY: the century would be a guess
+	badDate                       // a spelling we read, but no such date or time (2019-02-30, 24:00)
+	badMeridiem                   // hour 0 or above 12 with AM/PM
+	badNoTime                     // a date without a time of day
+)
+
+// parsed is the result of parseWall.
+type parsed struct {
+	w      wallTime
+	zoned  bool // an explicit zone: the text is an instant, off seconds east of UTC
+	off    int
+	why    uint8 // 0: ok
+	whyArg int   // the number a reason is about (what stands in the month's place for badDayFirst, the hour for badMeridiem)
 }
 
-func isZone(s []byte) bool {
-	if len(s) == 1 && (s[0] == 'Z' || s[0] == 'z') {
-		return true
-	}
-	if len(s) == 6 && (s[0] == '+' || s[0] == '-') && s[3] == ':' {
-		_, a := d2(s, 1)
-		_, b := d2(s, 4)
-		return a && b
-	}
-	return false
-}
-
-// parseSlashed reads M/D/YYYY H:MM[:SS][ AM|PM].
-func parseSlashed(s []byte) (w wallTime, _ bool, ok bool) {
-	num := func(max int) (int, bool) {
-		i := 0
-		for i < len(s) && i < max && s[i] >= '0' && s[i] <= '9' {
+// parseWall reads every unambiguous spelling of a date and time in US order (DESIGN.md: TLC writes New
+// York wall-clock time; re-exports from spreadsheets, notebooks and JavaScript write it many ways):
+//
+//	date   YYYY-MM-DD | YYYY/MM/DD (year first)   or   M/D/YYYY | M-D-YYYY (month first, US order)
+//	       one- or two-digit months and days; the year always has four digits
+//	then   "T" (after a year-first date), spaces, or a comma with or without spaces
+//	time   H:MM | H:MM:SS | H:MM:SS.fraction (1–9 digits), one- or two-digit hours, 24-hour or with
+//	       AM/PM (am, pm, a.m., p.m.; spaced or not)
+//	zone   optional, 24-hour times only: Z, UTC, GMT, ±HH, ±HHMM, ±HH:MM — the text is then an instant
+//
+// Spaces include the no-break and narrow no-break spaces that JavaScript's toLocaleString writes before
+// AM/PM. Nothing is guessed: a first number above 12 in M/D/YYYY is a day-first date and is an error
+// (badDayFirst), as is a two-digit year (badShortYear); so is anything else not listed.
+func parseWall(s []byte) (r parsed) {
+	s = trimTimeSpace(s)
+	i := 0
+	num := func(maxDigits int) (n, nd int) {
+		for i < len(s) && nd < maxDigits && s[i]-'0' <= 9 {
+			n = n*10 + int(s[i]-'0')
 			i++
+			nd++
 		}
-		if i == 0 {
-			return 0, false
-		}
-		n, _ := digits(s[:i])
-		s = s[i:]
-		return n, true
+		return n, nd
 	}
-	sep := func(c byte) bool {
-		if len(s) > 0 && s[0] == c {
-			s = s[1:]
+	eat := func(c byte) bool {
+		if i < len(s) && s[i] == c {
+			i++
 			return true
 		}
 		return false
 	}
-	var o bool
-	if w.month, o = num(2); !o || !sep('/') {
-		return w, false, false
-	}
-	if w.day, o = num(2); !o || !sep('/') {
-		return w, false, false
-	}
-	if len(s) < 4 {
-		return w, false, false
-	}
-	if w.year, o = digits(s[:4]); !o {
-		return w, false, false
-	}
-	s = s[4:]
-	if !sep(' ') {
-		return w, false, false
-	}
-	if w.hour, o = num(2); !o || !sep(':') {
-		return w, false, false
-	}
-	if len(s) < 2 {
-		return w, false, false
-	}
-	if w.min, o = d2(s, 0); !o {
-		return w, false, false
-	}
-	s = s[2:]
-	if sep(':') {
-		if len(s) < 2 {
-			return w, false, false
+	bad := func(why uint8, arg int) parsed { return parsed{why: why, whyArg: arg} }
+	w := &r.w
+	n1, d1 := num(4)
+	switch {
+	case d1 == 4 && i < len(s) && (s[i] == '-' || s[i] == '/'): // YYYY-MM-DD, YYYY/MM/DD
+		sep := s[i]
+		i++
+		var dm, dd int
+		w.year = n1
+		if w.month, dm = num(2); dm == 0 || !eat(sep) {
+			return bad(badSpelling, 0)
 		}
-		if w.sec, o = d2(s, 0); !o {
-			return w, false, false
+		if w.day, dd = num(2); dd == 0 {
+			return bad(badSpelling, 0)
 		}
-		s = s[2:]
+		if i < len(s) && (s[i] == 'T' || s[i] == 't') {
+			i++
+			break
+		}
+		if !dateTimeSep(s, &i) {
+			return noTime(s, i)
+		}
+	case (d1 == 1 || d1 == 2) && i < len(s) && (s[i] == '/' || s[i] == '-'): // M/D/YYYY, M-D-YYYY
+		sep := s[i]
+		i++
+		n2, d2 := num(2)
+		if d2 == 0 || !eat(sep) {
+			return bad(badSpelling, 0)
+		}
+		n3, d3 := num(4)
+		switch {
+		case d3 == 2 && (i == len(s) || s[i]-'0' > 9):
+			return bad(badShortYear, 0)
+		case d3 != 4:
+			return bad(badSpelling, 0)
+		case n1 > 12 && n1 <= 31 && n2 >= 1 && n2 <= 12:
+			return bad(badDayFirst, n1)
+		}
+		w.month, w.day, w.year = n1, n2, n3
+		if !dateTimeSep(s, &i) {
+			return noTime(s, i)
+		}
+	default:
+		return bad(badSpelling, 0)
 	}
-	if len(s) > 0 {
-		if !sep(' ') || len(s) != 2 || (s[1] != 'M' && s[1] != 'm') {
-			return w, false, false
+	// The time of day.
+	var dh, dmin int
+	if w.hour, dh = num(2); dh == 0 || !eat(':') {
+		return bad(badSpelling, 0)
+	}
+	if w.min, dmin = num(2); dmin != 2 {
+		return bad(badSpelling, 0)
+	}
+	if eat(':') {
+		var ds int
+		if w.sec, ds = num(2); ds != 2 {
+			return bad(badSpelling, 0)
+		}
+		if eat('.') {
+			fs := i
+			for i < len(s) && s[i]-'0' <= 9 {
+				i++
+			}
+			if i == fs {
+				return bad(badSpelling, 0)
+			}
+			w.frac = s[fs:i]
+		}
+	}
+	if i < len(s) && s[i]-'0' <= 9 {
+		return bad(badSpelling, 0) // a third digit of minutes or seconds
+	}
+	skipTimeSpace(s, &i)
+	// AM/PM.
+	if i < len(s) && (s[i]|0x20 == 'a' || s[i]|0x20 == 'p') {
+		pm := s[i]|0x20 == 'p'
+		i++
+		eat('.')
+		if i >= len(s) || s[i]|0x20 != 'm' {
+			return bad(badSpelling, 0)
+		}
+		i++
+		eat('.')
+		skipTimeSpace(s, &i)
+		if i != len(s) {
+			return bad(badSpelling, 0)
 		}
 		if w.hour < 1 || w.hour > 12 {
-			return w, false, false
+			return bad(badMeridiem, w.hour)
 		}
-		switch s[0] {
-		case 'A', 'a':
-			if w.hour == 12 {
-				w.hour = 0
-			}
-		case 'P', 'p':
-			if w.hour != 12 {
-				w.hour += 12
-			}
+		switch {
+		case pm && w.hour != 12:
+			w.hour += 12
+		case !pm && w.hour == 12:
+			w.hour = 0
+		}
+		if !w.valid() {
+			return bad(badDate, 0)
+		}
+		return r
+	}
+	// A zone.
+	if i < len(s) {
+		off, ok := parseZone(s[i:])
+		if !ok {
+			return bad(badSpelling, 0)
+		}
+		r.zoned, r.off = true, off
+	}
+	if !w.valid() {
+		return bad(badDate, 0)
+	}
+	return r
+}
+
+// noTime is the reason for a date not followed by a separator and a time: nothing after it, or
+// something we do not read.
+func noTime(s []byte, i int) parsed {
+	if i >= len(s) {
+		return parsed{why: badNoTime}
+	}
+	return parsed{why: badSpelling}
+}
+
+// parseZone reads Z, UTC, GMT, ±HH, ±HHMM or ±HH:MM; it returns seconds east of UTC.
+func parseZone(z []byte) (int, bool) {
+	switch string(z) {
+	case "Z", "z", "UTC", "GMT":
+		return 0, true
+	}
+	if len(z) < 3 || (z[0] != '+' && z[0] != '-') {
+		return 0, false
+	}
+	h, ok := d2(z, 1)
+	if !ok || h > 23 {
+		return 0, false
+	}
+	m := 0
+	switch rest := z[3:]; {
+	case len(rest) == 0:
+	case len(rest) == 2:
+		m, ok = d2(rest, 0)
+	case len(rest) == 3 && rest[0] == ':':
+		m, ok = d2(rest, 1)
+	default:
+		ok = false
+	}
+	if !ok || m > 59 {
+		return 0, false
+	}
+	off := h*3600 + m*60
+	if z[0] == '-' {
+		off = -off
+	}
+	return off, true
+}
+
+// isTimeSpace reports the length of a space at s[i:]: ' ', a tab, U+00A0 (no-break space) or U+202F
+// (narrow no-break space, which JavaScript's toLocaleString writes before AM/PM); 0 for none.
+func isTimeSpace(s []byte, i int) int {
+	switch {
+	case s[i] == ' ' || s[i] == '\t':
+		return 1
+	case s[i] == 0xc2 && i+1 < len(s) && s[i+1] == 0xa0:
+		return 2
+	case s[i] == 0xe2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2] == 0xaf:
+		return 3
+	}
+	return 0
+}
+
+// skipTimeSpace skips spaces at s[*i:] and reports whether there were any.
+func skipTimeSpace(s []byte, i *int) bool {
+	start := *i
+	for *i < len(s) {
+		n := isTimeSpace(s, *i)
+		if n == 0 {
+			break
+		}
+		*i += n
+	}
+	return *i > start
+}
+
+// dateTimeSep skips what separates a date from its time: spaces, or a comma with or without spaces.
+func dateTimeSep(s []byte, i *int) bool {
+	spaced := skipTimeSpace(s, i)
+	if *i < len(s) && s[*i] == ',' {
+		*i++
+		skipTimeSpace(s, i)
+		return *i < len(s)
+	}
+	return spaced && *i < len(s)
+}
+
+// trimTimeSpace trims spaces (isTimeSpace) at both ends.
+func trimTimeSpace(s []byte) []byte {
+	i := 0
+	skipTimeSpace(s, &i)
+	s = s[i:]
+	for len(s) > 0 {
+		switch {
+		case s[len(s)-1] == ' ' || s[len(s)-1] == '\t':
+			s = s[:len(s)-1]
+		case len(s) >= 2 && s[len(s)-2] == 0xc2 && s[len(s)-1] == 0xa0:
+			s = s[:len(s)-2]
+		case len(s) >= 3 && s[len(s)-3] == 0xe2 && s[len(s)-2] == 0x80 && s[len(s)-1] == 0xaf:
+			s = s[:len(s)-3]
 		default:
-			return w, false, false
+			return s
 		}
 	}
-	return w, false, w.valid()
+	return s
+}
+
+// timeReason says why s is not a date-time we read (for RowError.Detail; the error path only).
+func timeReason(s []byte) string {
+	r := parseWall(s)
+	switch r.why {
+	case badDayFirst:
+		return fmt.Sprintf("%d is not a month: a day-first date? Dates are read in US order only (month/day/year)", r.whyArg)
+	case badShortYear:
+		return "a two-digit year: write the year with four digits"
+	case badDate:
+		return "no such date or time of day"
+	case badMeridiem:
+		return fmt.Sprintf("hour %d with AM/PM (12-hour times run from 12:00 AM to 11:59 PM)", r.whyArg)
+	case badNoTime:
+		return "a date without a time of day"
+	}
+	return "not a date-time spelling we read (e.g. 2019-01-01 00:46:40, 2019-01-01T00:46:40.5, 1/1/2019 12:46:40 AM, 1/1/2019, 0:46)"
 }
 
 func append2(dst []byte, n int) []byte { return append(dst, byte('0'+n/10), byte('0'+n%10)) }
@@ -294,21 +438,23 @@ func (c *timeCache) appendTime(dst, s []byte) ([]byte, bool) {
 			return dst, true
 		}
 	}
-	w, zoned, ok := parseWall(s)
-	if !ok {
+	r := parseWall(s)
+	if r.why != 0 {
 		return dst, false
 	}
-	if zoned {
-		t, err := time.Parse(time.RFC3339Nano, string(s[:10])+"T"+string(s[11:]))
-		if err != nil {
-			return dst, false
+	if r.zoned {
+		w := &r.w
+		nsec := 0
+		for i, scale := 0, 100000000; i < len(w.frac) && scale > 0; i, scale = i+1, scale/10 {
+			nsec += int(w.frac[i]-'0') * scale
 		}
-		t = t.In(newYork)
+		t := time.Date(w.year, time.Month(w.month), w.day, w.hour, w.min, w.sec, nsec, time.UTC).
+			Add(-time.Duration(r.off) * time.Second).In(newYork)
 		dst = append(dst, '"')
 		dst = t.AppendFormat(dst, "2006-01-02T15:04:05.999999999-07:00")
 		return append(dst, '"'), true
 	}
-	return c.appendWall(dst, &w), true
+	return c.appendWall(dst, &r.w), true
 }
 
 func (c *timeCache) appendWall(dst []byte, w *wallTime) []byte {

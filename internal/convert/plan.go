@@ -20,6 +20,7 @@ type plan struct {
 	seed     [32]byte  // SHA-256 of the source identity
 	idPrefix [16]byte  // hex of seed[:8], the first half of every record_id
 	fast     *fastPlan // nil when rows must take the general path (see fastrow.go)
+	nulls    bool      // a trip file: placeholders (NA, null, \N, ...) are null in every column (values.go)
 }
 
 type outField struct {
@@ -74,6 +75,7 @@ func compile(header []string, taxi, fileName string, src Source) *plan {
 	case isTrip:
 		p.taxi = tlc.DetectTaxiType(header, fileName)
 	}
+	p.nulls = isTrip
 	if p.taxi == "" {
 		p.taxiJS = []byte(`,"taxi_type":null`)
 	} else {
@@ -188,9 +190,9 @@ func (c *rowConv) convert(fields [][]byte, row int64) (convErr, bool) {
 		o := &outs[oi]
 		col := o.col
 		v := fields[col]
-		if o.multi && len(trimSpace(v)) == 0 {
+		if o.multi && c.missing(v) {
 			for _, cj := range o.cols[1:] {
-				if len(trimSpace(fields[cj])) > 0 {
+				if !c.missing(fields[cj]) {
 					col, v = cj, fields[cj]
 					break
 				}
@@ -235,7 +237,7 @@ func (c *rowConv) convert(fields [][]byte, row int64) (convErr, bool) {
 					continue
 				}
 				w := trimSpace(fields[cj])
-				if len(w) == 0 || string(w) == string(trimSpace(v)) {
+				if c.missing(w) || string(w) == string(trimSpace(v)) {
 					continue
 				}
 				out = append(out, o.alts[k]...)
@@ -259,7 +261,7 @@ func detailFor(code string, o *outField, v []byte) string {
 	case CodeInvalidUTF8:
 		return o.name + ": invalid UTF-8"
 	case CodeBadDatetime:
-		return o.name + ": cannot read " + q + " as a date-time (want YYYY-MM-DD HH:MM:SS or M/D/YYYY h:mm:ss AM)"
+		return o.name + ": cannot read " + q + " as a date-time: " + timeReason(v)
 	case CodeBadInteger:
 		return o.name + ": " + q + " is not an integer"
 	case CodeBadFlag:
@@ -284,7 +286,7 @@ var (
 // value appends one converted value. Empty (after trimming spaces) is null for every kind.
 func (c *rowConv) value(out []byte, kind tlc.Kind, raw []byte) ([]byte, string, bool) {
 	if kind == tlc.KindText {
-		if len(raw) == 0 {
+		if len(raw) == 0 || c.p.nulls && isPlaceholder(trimSpace(raw)) {
 			return append(out, jsNull...), "", true
 		}
 		if isJSONNumber(raw) {
@@ -297,7 +299,7 @@ func (c *rowConv) value(out []byte, kind tlc.Kind, raw []byte) ([]byte, string, 
 		return out, "", true
 	}
 	v := trimSpace(raw)
-	if len(v) == 0 {
+	if len(v) == 0 || c.p.nulls && isPlaceholder(v) {
 		return append(out, jsNull...), "", true
 	}
 	var ok bool

@@ -34,6 +34,30 @@ func trimSpace(s []byte) []byte {
 	return s
 }
 
+// isPlaceholder reports whether v (trimmed) is a written placeholder for a missing value, null in every
+// column of a trip file: "-", "NA", "N/A", "null", "\N" (MySQL, PostgreSQL COPY), "NaN" — letters in any
+// case. Trip fields never hold these as values: codes are numbers or Y/N, base numbers start with B or
+// HV.
+func isPlaceholder(v []byte) bool {
+	switch len(v) {
+	case 1:
+		return v[0] == '-'
+	case 2:
+		return v[0]|0x20 == 'n' && v[1]|0x20 == 'a' || v[0] == '\\' && v[1] == 'N'
+	case 3:
+		return v[0]|0x20 == 'n' && (v[1] == '/' && v[2]|0x20 == 'a' || v[1]|0x20 == 'a' && v[2]|0x20 == 'n')
+	case 4:
+		return v[0]|0x20 == 'n' && v[1]|0x20 == 'u' && v[2]|0x20 == 'l' && v[3]|0x20 == 'l'
+	}
+	return false
+}
+
+// missing reports whether a field is empty or, in a trip file, a placeholder (isPlaceholder).
+func (c *rowConv) missing(v []byte) bool {
+	v = trimSpace(v)
+	return len(v) == 0 || c.p.nulls && isPlaceholder(v)
+}
+
 // appendNumber appends s as a JSON number, normalised without changing its value: a '+' sign and
 // leading zeros dropped, a missing integer part written as 0 (".50" → 0.50), a bare trailing '.'
 // dropped ("5." → 5). Digits are never re-rounded.

@@ -334,7 +334,7 @@ var untyped = map[string]bool{"vendor_name": true, "vendor_id": true, "vendorid"
 	"dispatching_base_num": true, "originating_base_num": true, "affiliated_base_number": true, "hvfhs_license_num": true}
 
 // badValues are unparseable in any typed column (the generator picks a column that has a type).
-var badValues = []string{"abc", "12..5", "2019-13-45 25:61:00", "N/A", "#VALUE!"}
+var badValues = []string{"abc", "12..5", "2019-13-45 25:61:00", "#N/A", "#VALUE!"} // not "N/A": a placeholder, null (issue 18)
 
 func (g *generator) field(b []byte, name string, t *trip) []byte {
 	year := g.opts.Layout

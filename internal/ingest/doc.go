@@ -10,7 +10,9 @@
 // <version> is the object's version id, or its ETag (unquoted) in an unversioned bucket; the same value
 // is convert.Source.Version and so part of every record_id. Every GET of the object is pinned to it
 // (VersionId, or If-Match on the ETag), so a continuation never mixes two uploads of one key: an object
-// replaced mid-way fails with "object changed or deleted since the notification".
+// replaced mid-way fails with "object changed or deleted since the notification". A replay event names
+// the object by the ETag its listing gave; ingest learns the version id with a HEAD pinned to it, so in a
+// versioned bucket a replay names the same version (manifest, record_id) as the notification did.
 //
 // Ownership: the manifest is created with If-None-Match: * and every later write uses If-Match on the
 // owner's last ETag, so two invocations never both own a version (a 412 or 409 on a write means "someone

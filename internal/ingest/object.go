@@ -71,6 +71,23 @@ func (inv *invocation) object(ctx context.Context, o objectRef, kind string) (Ob
 			return res, nil
 		}
 	}
+	if kind == KindReplay && o.VersionID == "" {
+		// A replay names the object by the ETag its listing gave (ListObjectsV2 has no version ids). In
+		// a versioned bucket the object's identity (manifest, record_id) is its version id, as for its
+		// notification: learn it, pinned to that ETag.
+		hd, err := h.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(o.Bucket), Key: aws.String(o.Key), IfMatch: etagParam(o)})
+		switch {
+		case err == nil:
+			if v := aws.ToString(hd.VersionId); v != "" && v != "null" {
+				o.VersionID = v
+			}
+		case isPreconditionFailed(err) || isNotFound(err):
+			// Replaced or deleted since the listing: reading it fails the same way below, and the
+			// manifest says so.
+		default:
+			return res, fmt.Errorf("heading s3://%s/%s: %w", o.Bucket, o.Key, err)
+		}
+	}
 	res.Version = o.version()
 	res.Manifest = o.manifestKey()
 

@@ -34,6 +34,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/taxistream/taxistream/internal/config"
+	"github.com/taxistream/taxistream/internal/geo"
 	"github.com/taxistream/taxistream/internal/kpl"
 	"github.com/taxistream/taxistream/internal/obs"
 )
@@ -53,6 +54,7 @@ type Deps struct {
 	Metrics io.Writer        // one EMF line per invocation; nil = discard
 	Now     func() time.Time // default time.Now
 	Zones   *Zones           // a preloaded zone lookup; when nil, New loads cfg.ZoneLookup
+	Shapes  *geo.Map         // preloaded zone shapes; when nil, New loads cfg.ZoneShapes (zones.go)
 }
 
 // Handler processes Kinesis batches. It is safe for concurrent use.
@@ -63,6 +65,8 @@ type Handler struct {
 	metrics     io.Writer
 	now         func() time.Time
 	zones       *Zones
+	shapes      *geo.Map // zone shapes for trips with coordinates only (nil: none)
+	outsideID   int32    // the lookup's "outside of NYC" id
 	stateBudget int
 	encoders    sync.Pool
 }
@@ -98,6 +102,9 @@ func New(ctx context.Context, cfg config.Config, d Deps) (*Handler, error) {
 		}
 		h.zones = z
 		h.log.InfoContext(ctx, "zone lookup loaded", "source", cfg.ZoneLookup, "zones", z.Len())
+	}
+	if err := h.initShapes(ctx, cfg, d); err != nil {
+		return nil, err
 	}
 	return h, nil
 }
@@ -220,7 +227,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.KinesisTimeWindowEvent) 
 	}
 
 	// Counters over the committed prefix (what a retry will not see again).
-	var valid, invalid, dups int
+	var valid, invalid, dups, located int
 	for i := range b.units {
 		u := &b.units[i]
 		if u.k >= cut {
@@ -229,6 +236,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.KinesisTimeWindowEvent) 
 		switch u.status {
 		case statusValid:
 			valid++
+			located += u.d.located()
 			for _, f := range u.d.flags {
 				m.Add("TripsFlagged_"+f, obs.Count, 1)
 			}
@@ -246,6 +254,9 @@ func (h *Handler) Handle(ctx context.Context, ev events.KinesisTimeWindowEvent) 
 		}
 	}
 	m.Add("TripsValid", obs.Count, float64(valid))
+	if located > 0 {
+		m.Add("LocationsFromCoordinates", obs.Count, float64(located)) // zones.go
+	}
 	m.Add("TripsInvalid", obs.Count, float64(invalid))
 	m.Add("DuplicatesDropped", obs.Count, float64(dups))
 
@@ -408,5 +419,6 @@ func (h *Handler) prepare(b *batch, now time.Time) {
 			continue
 		}
 		u.status, u.date = statusValid, u.t.pickup.date
+		h.locate(u)
 	}
 }

@@ -152,7 +152,7 @@ func TestParquetGolden(t *testing.T) {
 		PickupDatetime: time.Date(2019, 1, 15, 8, 36, 12, 0, time.UTC),
 		DropoffTime:    ptr(time.Date(2019, 1, 15, 8, 42, 19, 0, time.UTC)),
 		PassengerCount: ptr[int32](1), TripDistance: ptr(1.0), RatecodeID: ptr[int32](1), StoreAndFwd: ptr("N"),
-		PULocationID: ptr[int32](230), DOLocationID: ptr[int32](48), PaymentType: ptr[int32](1),
+		PULocationID: ptr[int32](230), DOLocationID: ptr[int32](48), PUSource: SourceReported, DOSource: SourceReported, PaymentType: ptr[int32](1),
 		FareAmount: ptr(6.5), Extra: ptr(0.5), MTATax: ptr(0.5), TipAmount: ptr(1.95), TollsAmount: ptr(0.0),
 		ImprovementSurcharge: ptr(0.3), TotalAmount: ptr(9.75),
 		DurationS: ptr[int64](367), AvgSpeedMph: ptr(1.0 / (367.0 / 3600)), TipShare: ptr(1.95 / 6.5), PickupHour: 3,

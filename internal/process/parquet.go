@@ -94,6 +94,8 @@ type TripRow struct {
 	DOBorough     *string  `parquet:"do_borough,optional,dict"`
 	DOZone        *string  `parquet:"do_zone,optional,dict"`
 	DOServiceZone *string  `parquet:"do_service_zone,optional,dict"`
+	PUSource      string   `parquet:"pu_location_source,dict"` // reported | coordinates | none (zones.go)
+	DOSource      string   `parquet:"do_location_source,dict"`
 	QualityFlags  *string  `parquet:"quality_flags,optional,dict"` // comma-separated Flag rules that failed
 
 	// Lineage.
@@ -117,6 +119,8 @@ func fillRow(r *TripRow, u *unit, zones *Zones, seq string) {
 		StoreAndFwd:    t.storeAndFwd.ptr(),
 		PULocationID:   t.puLocation.ptr(),
 		DOLocationID:   t.doLocation.ptr(),
+		PUSource:       sourceNames[d.puSource],
+		DOSource:       sourceNames[d.doSource],
 		PaymentType:    t.paymentType.ptr(),
 		PaymentCode:    t.paymentCode.ptr(),
 

@@ -113,6 +113,8 @@ type derived struct {
 	hasTipShare bool
 	distance    optF
 	flags       []string
+	puSource    uint8 // srcNone, srcReported, srcCoordinates (zones.go)
+	doSource    uint8
 }
 
 // validate checks t against Rules (except the two that are decided before parsing) and computes the

@@ -336,6 +336,30 @@ func (c *checker) bucket() {
 			c.addf("Bucket: PublicAccessBlockConfiguration.%s %v, want true", k, v)
 		}
 	}
+	// ACLs off: every object belongs to the bucket owner, whoever uploads it.
+	if v := dig(b.Properties, "OwnershipControls", "Rules", "0", "ObjectOwnership"); v != "BucketOwnerEnforced" {
+		c.addf("Bucket: ObjectOwnership %v, want BucketOwnerEnforced", v)
+	}
+	// Redeploy-safe: the data outlives the stack, but a failed first create (rollback) removes the new
+	// bucket, else the next deploy under the same stack name fails on the existing bucket name.
+	if b.DeletionPolicy != "RetainExceptOnCreate" {
+		c.addf("Bucket: DeletionPolicy %q, want RetainExceptOnCreate", b.DeletionPolicy)
+	}
+	if b.UpdateReplacePolicy != "Retain" {
+		c.addf("Bucket: UpdateReplacePolicy %q, want Retain", b.UpdateReplacePolicy)
+	}
+	if v := b.Properties["VersioningConfiguration"]; v != nil && !refersTo(v, "BucketVersioning") {
+		c.addf("Bucket: VersioningConfiguration %v, want it from the BucketVersioning parameter", v)
+	}
+	noncurrent := false
+	for _, r := range anyList(dig(b.Properties, "LifecycleConfiguration", "Rules")) {
+		if dig(r, "Status") == "Enabled" && dig(r, "NoncurrentVersionExpiration", "NoncurrentDays") != nil {
+			noncurrent = true
+		}
+	}
+	if !noncurrent {
+		c.addf("Bucket: no lifecycle rule expiring noncurrent versions (checkpoints rewrite manifests)")
+	}
 	tls := false
 	for _, id := range c.t.ResourceIDs("AWS::S3::BucketPolicy") {
 		bp, _ := c.t.Resource(id)
@@ -444,6 +468,24 @@ func (c *checker) queueAndAlarms() {
 	} else if q.Properties["SqsManagedSseEnabled"] != true && q.Properties["KmsMasterKeyId"] == nil {
 		c.addf("FailureQueue: no server-side encryption")
 	}
+	tls := false
+	for _, id := range c.t.ResourceIDs("AWS::SQS::QueuePolicy") {
+		qp, _ := c.t.Resource(id)
+		if !slices.ContainsFunc(anyList(qp.Properties["Queues"]), func(v any) bool { return reflect.DeepEqual(v, map[string]any{"Ref": "FailureQueue"}) }) {
+			continue
+		}
+		for _, s := range statements(dig(qp.Properties, "PolicyDocument")) {
+			cond := dig(s, "Condition", "Bool", "aws:SecureTransport")
+			if s["Effect"] == "Deny" && (cond == "false" || cond == false) && s["Principal"] == "*" &&
+				slices.Contains(anyStrings(s["Action"]), "sqs:*") &&
+				reflect.DeepEqual(s["Resource"], map[string]any{"Fn::GetAtt": []any{"FailureQueue", "Arn"}}) {
+				tls = true
+			}
+		}
+	}
+	if !tls {
+		c.addf("FailureQueue: no queue policy denying sqs:* when aws:SecureTransport is false")
+	}
 	var iterator, queue bool
 	for _, id := range c.t.ResourceIDs("AWS::CloudWatch::Alarm") {
 		a, _ := c.t.Resource(id)
@@ -518,7 +560,22 @@ func (c *checker) policyDocs() []policyDoc {
 	return docs
 }
 
+// servicePrincipals are the AWS service principals a role of this stack may trust (a misspelled one,
+// "lamda.amazonaws.com", deploys and then cannot be assumed: cfn-lint does not notice).
+var servicePrincipals = []string{"lambda.amazonaws.com", "firehose.amazonaws.com", "scheduler.amazonaws.com",
+	"events.amazonaws.com", "glue.amazonaws.com", "states.amazonaws.com", "athena.amazonaws.com"}
+
 func (c *checker) iam() {
+	for _, id := range c.t.ResourceIDs("AWS::IAM::Role") {
+		r, _ := c.t.Resource(id)
+		for _, s := range statements(r.Properties["AssumeRolePolicyDocument"]) {
+			for _, p := range anyStrings(dig(s, "Principal", "Service")) {
+				if !slices.Contains(servicePrincipals, p) {
+					c.addf("%s: trusts service principal %q, not one of %v", id, p, servicePrincipals)
+				}
+			}
+		}
+	}
 	granted := map[string]map[string][]any{} // function -> action -> resources
 	for _, d := range c.policyDocs() {
 		for i, s := range statements(d.doc) {
@@ -542,7 +599,14 @@ func (c *checker) iam() {
 				}
 			}
 			if d.function == "" {
-				continue
+				continue // Firehose's role: its S3 destination lists the bucket as AWS documents it
+			}
+			// Listing is limited to the prefixes the function works on (a prefix-scoped grant still makes
+			// a missing key under them a 404, which the functions rely on).
+			if slices.Contains(actions, "s3:ListBucket") {
+				if p := anyStrings(dig(s, "Condition", "StringLike", "s3:prefix")); len(p) == 0 || slices.Contains(p, "*") {
+					c.addf("%s: s3:ListBucket without an s3:prefix condition (StringLike)", where)
+				}
 			}
 			if refersTo(s, "Bucket") {
 				c.addf("%s: a policy of %s refers to the Bucket resource; name it with !Sub '%s' (circular dependency through the S3 trigger)", where, d.function, deterministicBucketName)
@@ -570,6 +634,12 @@ func (c *checker) iam() {
 		}
 		sort.Strings(out)
 		return out
+	}
+	// In a versioned bucket the notification names a version and ingest reads that one.
+	for _, a := range []string{"s3:GetObject", "s3:GetObjectVersion"} {
+		if !slices.ContainsFunc(granted["IngestFunction"][a], func(r any) bool { return strings.HasSuffix(fmt.Sprint(dig(r, "Fn::Sub")), "/raw/*") }) {
+			c.addf("IngestFunction: no %s on raw/*", a)
+		}
 	}
 	if got := kinesisOf("IngestFunction"); !slices.Equal(got, producerActions) {
 		c.addf("IngestFunction: kinesis actions %v, want exactly %v", got, producerActions)
@@ -668,6 +738,17 @@ func (c *checker) resolved() {
 	for _, id := range []string{"IngestFunction", "ReplayFunction"} {
 		if f := s.Functions[id]; f.TimeoutSeconds < 60 || f.TimeoutSeconds > 900 {
 			c.addf("%s: Timeout %d s, want 60..900 (it checkpoints before its deadline)", id, f.TimeoutSeconds)
+		}
+	}
+	// An async destination is an ARN (a queue's Ref is its URL: Lambda rejects it at deploy time).
+	for _, id := range sortedKeys(anyMap(s.Functions)) {
+		if d := s.Functions[id].Async.OnFailure; d != "" && d != s.Queues["FailureQueue"].ARN {
+			c.addf("%s: async on-failure destination %q, want the FailureQueue ARN %q", id, d, s.Queues["FailureQueue"].ARN)
+		}
+	}
+	for _, id := range []string{"IngestFunction", "ReplayFunction"} {
+		if s.Functions[id].Async.OnFailure == "" {
+			c.addf("%s: no async on-failure destination", id)
 		}
 	}
 	proc := s.Functions["ProcessFunction"]

@@ -5,9 +5,11 @@ import (
 	"crypto/md5"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -56,10 +58,11 @@ func decodeFixture[T any](t *testing.T, name string) T {
 	return v
 }
 
-// TestEventFixturesCovered makes sure every fixture in events/ is decoded by a test below.
+// TestEventFixturesCovered makes sure every fixture in events/ is decoded by a test below (env.json is
+// not an event: the `sam local invoke --env-vars` file, checked by TestSAMLocalInvoke).
 func TestEventFixturesCovered(t *testing.T) {
-	tested := []string{"continuation.json", "ingest-replay.json", "kinesis-window.json", "kinesis.json",
-		"replay.json", "s3-put-gz.json", "s3-put-parquet.json", "s3-put.json"}
+	tested := []string{"continuation.json", "env.json", "ingest-replay.json", "kinesis-window.json", "kinesis.json",
+		"replay.json", "s3-put-gz.json", "s3-put-parquet.json", "s3-put-versioned.json", "s3-put.json"}
 	files, err := filepath.Glob(filepath.Join("..", "..", "events", "*.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -82,10 +85,13 @@ func TestS3Fixtures(t *testing.T) {
 	}
 	tests := []struct {
 		file, wantKey, wantEvent string
+		versioned                bool
 	}{
-		{"s3-put.json", "raw/2019/yellow tripdata+sample.csv", "RawCsv"},
-		{"s3-put-gz.json", "raw/2019/yellow_tripdata_2019-01.csv.gz", "RawCsvGz"},
-		{"s3-put-parquet.json", "raw/2024/yellow_tripdata_2024-01.parquet", "RawParquet"},
+		{"s3-put.json", "raw/2019/yellow tripdata+sample.csv", "RawCsv", false},
+		{"s3-put-gz.json", "raw/2019/yellow_tripdata_2019-01.csv.gz", "RawCsvGz", false},
+		{"s3-put-parquet.json", "raw/2024/yellow_tripdata_2024-01.parquet", "RawParquet", false},
+		// BucketVersioning=Enabled: the notification names the version (ingest reads that one).
+		{"s3-put-versioned.json", "raw/2019/yellow tripdata+sample.csv", "RawCsv", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -100,8 +106,8 @@ func TestS3Fixtures(t *testing.T) {
 			if r.EventTime.IsZero() || r.S3.Object.Sequencer == "" || r.S3.Object.ETag == "" || r.S3.Object.Size <= 0 {
 				t.Errorf("record lacks time, sequencer, ETag or size: %+v", r)
 			}
-			if r.S3.Object.VersionID != "" {
-				t.Errorf("versionId %q, but the bucket is not versioned", r.S3.Object.VersionID)
+			if got := r.S3.Object.VersionID != ""; got != tt.versioned {
+				t.Errorf("versionId %q: want one only in the fixture of a versioned bucket (%v)", r.S3.Object.VersionID, tt.versioned)
 			}
 			if got := r.S3.Object.URLDecodedKey; got != tt.wantKey {
 				t.Errorf("URLDecodedKey %q, want %q", got, tt.wantKey)
@@ -149,10 +155,32 @@ func TestKinesisWindowFixture(t *testing.T) {
 	if ev.ShardID == "" || !strings.HasPrefix(ev.EventSourceARN, "arn:aws:kinesis:") || len(ev.State) == 0 {
 		t.Errorf("window event lacks shardId, eventSourceARN or state: %+v", ev.TimeWindowProperties)
 	}
+	// The state an earlier invoke of this window returned, in ProcessFunction's own encoding
+	// (internal/process/window.go): "<pu_location_id>:<y|g|f|h>" -> six integer sums, and meta entries
+	// "_v" (version 1) and "_first" (the first sequence number counted, before this event's records).
+	zone := regexp.MustCompile(`^[0-9]+(:[ygfh])?$`)
+	sums := regexp.MustCompile(`^[0-9]+(,-?[0-9]+){5}$`)
+	zones := 0
 	for k, v := range ev.State {
-		if !json.Valid([]byte(v)) {
-			t.Errorf("state %s=%q is not JSON text", k, v)
+		switch {
+		case k == "_v":
+			if v != "1" {
+				t.Errorf("state _v=%q, want 1", v)
+			}
+		case k == "_first":
+			first, ok1 := new(big.Int).SetString(v, 10)
+			rec, ok2 := new(big.Int).SetString(ev.Records[0].Kinesis.SequenceNumber, 10)
+			if !ok1 || !ok2 || first.Cmp(rec) >= 0 {
+				t.Errorf("state _first=%q is not a sequence number before the event's first record", v)
+			}
+		case zone.MatchString(k) && sums.MatchString(v):
+			zones++
+		default:
+			t.Errorf("state entry %s=%q is not ProcessFunction's encoding", k, v)
 		}
+	}
+	if zones == 0 || ev.State["_v"] == "" || ev.State["_first"] == "" {
+		t.Errorf("state %v: want zone entries, _v and _first", ev.State)
 	}
 	for _, r := range ev.Records {
 		at := r.Kinesis.ApproximateArrivalTimestamp.Time

@@ -33,6 +33,9 @@ type Resource struct {
 	Metadata   map[string]any
 	DependsOn  []string
 	Condition  string
+	// DeletionPolicy and UpdateReplacePolicy as written ("" when absent: CloudFormation deletes).
+	DeletionPolicy      string
+	UpdateReplacePolicy string
 }
 
 // Load reads and parses the template at path.
@@ -106,6 +109,8 @@ func (t *Template) Resource(id string) (Resource, bool) {
 	r.Properties, _ = m["Properties"].(map[string]any)
 	r.Metadata, _ = m["Metadata"].(map[string]any)
 	r.Condition, _ = m["Condition"].(string)
+	r.DeletionPolicy, _ = m["DeletionPolicy"].(string)
+	r.UpdateReplacePolicy, _ = m["UpdateReplacePolicy"].(string)
 	switch d := m["DependsOn"].(type) {
 	case string:
 		r.DependsOn = []string{d}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -116,17 +118,33 @@ func AWSCLI(t testing.TB) string {
 	return p
 }
 
-// Python returns a python3 that can import every module named (e.g. "boto3"), or skips (fails under CI).
+// pythonChecks caches, per module list, what python3 lacks ("" for nothing).
+var pythonChecks sync.Map
+
+// Python returns a python3 that can import every module named (e.g. "boto3", "cfnlint", "samtranslator",
+// "moto.server"), or skips (fails under CI). The template tests run the tools SAM itself uses through it.
 func Python(t testing.TB, modules ...string) string {
 	t.Helper()
 	p, err := exec.LookPath("python3")
 	if err != nil {
-		missing(t, "python3 is not on PATH", "install Python 3.9 or later")
+		missing(t, "python3 is not on PATH", "install Python 3.11 (the template tests also need cfn-lint, aws-sam-translator, moto and boto3)")
 	}
-	for _, m := range modules {
-		if out, err := exec.Command(p, "-c", "import "+m).CombinedOutput(); err != nil {
-			missing(t, "python3 cannot import "+m+": "+string(out), "pip install "+m)
+	if len(modules) == 0 {
+		return p
+	}
+	key := p + "\x00" + strings.Join(modules, ",")
+	lack, ok := pythonChecks.Load(key)
+	if !ok {
+		// find_spec locates a module without running it (importing moto whole takes seconds).
+		src := "import importlib.util, sys\nbad = []\nfor m in sys.argv[1:]:\n    try:\n        ok = importlib.util.find_spec(m) is not None\n    except Exception:\n        ok = False\n    if not ok:\n        bad.append(m)\nprint(', '.join(bad))\n"
+		out, err := exec.Command(p, append([]string{"-c", src}, modules...)...).Output()
+		if err != nil {
+			missing(t, "python3 could not check its modules: "+err.Error(), "install Python 3.11")
 		}
+		lack, _ = pythonChecks.LoadOrStore(key, strings.TrimSpace(string(out)))
+	}
+	if msg := lack.(string); msg != "" {
+		missing(t, "python3 lacks "+msg, "pip install the packages providing them (cfnlint: cfn-lint, samtranslator: aws-sam-translator, moto.server: moto[server], boto3)")
 	}
 	return p
 }
