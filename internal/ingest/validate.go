@@ -14,15 +14,17 @@ import (
 // MaxKeyBytes is S3's limit on an object key: 1,024 bytes of UTF-8.
 const MaxKeyBytes = 1024
 
-// maxVersionChars bounds a version id or ETag taken from an event. S3 version ids are 32 URL-safe
-// characters; a multipart ETag is 32 hex digits, a dash and a part count.
+// maxVersionChars bounds a version id or ETag taken from an event. S3 version ids are 32 characters
+// (base64-like: other S3 implementations, gofakes3 for one, use "/" too); a multipart ETag is 32 hex
+// digits, a dash and a part count.
 const maxVersionChars = 128
 
 var (
 	replayIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-	// versionPattern is what a version id or an (unquoted) ETag may hold: it becomes a segment of the
-	// pipeline's own keys (state/, rejected/), so no slash and no dot-only segment.
-	versionPattern = regexp.MustCompile(`^[A-Za-z0-9._+=-]+$`)
+	// versionPattern is what a version id or an (unquoted) ETag may hold: it becomes part of the
+	// pipeline's own keys (state/, rejected/), so a slash only between segments that are neither
+	// empty, "." nor ".." (validVersion).
+	versionPattern = regexp.MustCompile(`^[A-Za-z0-9._+=/-]+$`)
 )
 
 // ReplayIDRule describes a valid replay id, for error messages.
@@ -77,8 +79,8 @@ func checkObject(o objectRef) error {
 		if v.val == "" {
 			continue
 		}
-		if len(v.val) > maxVersionChars || !versionPattern.MatchString(v.val) || strings.Trim(v.val, ".") == "" {
-			return fmt.Errorf("%s %q: want at most %d characters of A-Z a-z 0-9 . _ + = -", v.name, v.val, maxVersionChars)
+		if !validVersion(v.val) {
+			return fmt.Errorf("%s %q: want at most %d characters of A-Z a-z 0-9 . _ + = - /, with no empty, \".\" or \"..\" segment between slashes", v.name, v.val, maxVersionChars)
 		}
 	}
 	if o.ReplayID != "" && !ValidReplayID(o.ReplayID) {
@@ -90,6 +92,19 @@ func checkObject(o objectRef) error {
 			len(o.Key), longest, MaxKeyBytes, len(o.Key)-(longest-MaxKeyBytes))
 	}
 	return nil
+}
+
+// validVersion reports whether a version id or ETag can be part of the pipeline's keys.
+func validVersion(v string) bool {
+	if len(v) > maxVersionChars || !versionPattern.MatchString(v) {
+		return false
+	}
+	for _, seg := range strings.Split(v, "/") {
+		if strings.Trim(seg, ".") == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // validate checks a taxistream event (continuation or replay) before anything is read or written.
