@@ -362,3 +362,51 @@ func writeGen(t *testing.T, name string, n int64) {
 		t.Fatal(err)
 	}
 }
+
+// TestWatchResumesAfterKill: `--watch` on a folder whose last run was killed resumes the objects it
+// left in flight (and the file copied in while nothing ran), then Ctrl-C drains it: it reconciles.
+func TestWatchResumesAfterKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the CLI as a process; skipped with -short")
+	}
+	t.Parallel()
+	tpl := filepath.Join(testenv.Root(t), "template.yaml")
+	dir := filepath.Join(t.TempDir(), "cloud")
+	first := startCLI(t, "local", "--demo", "--demo-rows", "8000", "--quiet", "--dir", dir, "--template", tpl)
+	deadline := time.Now().Add(3 * time.Minute)
+	for !killPoints[1].at(dir) {
+		if time.Now().After(deadline) || first.exited() {
+			t.Fatalf("no records reached the stream\nstderr:\n%s", first.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = first.cmd.Process.Signal(syscall.SIGKILL)
+	<-first.done
+	// A file copied into raw/ while nothing runs.
+	writeGen(t, filepath.Join(dir, "bucket", "raw", "green_tripdata_2020-05.csv"), 500)
+
+	sumFile := filepath.Join(dir, "..", "summary.json")
+	w := startCLI(t, "local", "--watch", "--limits-off", "--quiet", "--dir", dir, "--template", tpl, "--summary-json", sumFile)
+	deadline = time.Now().Add(5 * time.Minute)
+	for {
+		errs := w.stderr.String()
+		if strings.Count(errs, "done raw/") == countRaw(dir) && strings.Contains(errs, "done raw/green_tripdata_2020-05.csv: 500 rows") {
+			break
+		}
+		if time.Now().After(deadline) || w.exited() {
+			t.Fatalf("--watch after kill -9 did not finish the objects\nstderr:\n%s", errs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = w.cmd.Process.Signal(os.Interrupt)
+	if code := w.wait(t, 3*time.Minute); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, w.stdout.String(), w.stderr.String())
+	}
+	s := readSummary(t, sumFile)
+	if !s.Reconciled || s.Objects != countRaw(dir) || len(s.InFlight) != 0 {
+		t.Errorf("reconciled %v, %d objects for %d files, %d in flight", s.Reconciled, s.Objects, countRaw(dir), len(s.InFlight))
+	}
+	if !strings.Contains(w.stderr.String(), "resuming raw/demo/") {
+		t.Errorf("--watch does not say it resumes:\n%s", w.stderr.String())
+	}
+}
