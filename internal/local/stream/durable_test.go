@@ -216,3 +216,34 @@ func TestDurableStreamSegments(t *testing.T) {
 		t.Errorf("RecordsHeld = %d, StorageErrors = %d", st.RecordsHeld, st.StorageErrors)
 	}
 }
+
+// TestWriteUse: the share of each open shard's write limit that the last full second used.
+func TestWriteUse(t *testing.T) {
+	s, c := newStream(t, Config{ShardCount: 2})
+	c.t = c.t.Truncate(time.Second)
+	put(t, s, entries(250, 10, "a"))                                                                      // 250 records to the shard of "a"
+	put(t, s, []types.PutRecordsRequestEntry{{Data: make([]byte, 1<<19), PartitionKey: aws.String("b")}}) // half a MiB
+	if u := s.WriteUse(); u[0].Use != 0 || u[1].Use != 0 {
+		t.Errorf("during the second: %+v, want nothing (the last full second was empty)", u)
+	}
+	c.Advance(time.Second)
+	u := s.WriteUse()
+	sa, sb := shardOf(t, s, "a"), shardOf(t, s, "b")
+	if got := u[sa].Use; got != 0.25 {
+		t.Errorf("shard of a: use %v, want 0.25 (250 of 1,000 records)", got)
+	}
+	if got := u[sb].Use; sa != sb && (got < 0.5 || got > 0.51) {
+		t.Errorf("shard of b: use %v, want about 0.5 (half of 1 MiB)", got)
+	}
+	c.Advance(2 * time.Second)
+	if u := s.WriteUse(); u[0].Use != 0 || u[1].Use != 0 {
+		t.Errorf("two idle seconds later: %+v", u)
+	}
+}
+
+func shardOf(t *testing.T, s *Stream, key string) int {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.route(HashKey(key)).index
+}
