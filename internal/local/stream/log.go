@@ -21,16 +21,18 @@ import (
 //	length uint32 LE | CRC-32C of the body uint32 LE | body
 //	body: counter uint64 LE | arrival Unix ms int64 LE | key length uint16 LE | key | data
 //
-// Only a sparse index (every indexEvery-th record, and the first record of every segment) is held in
-// memory, so what a shard retains costs disk, not memory. A segment file is named after the absolute
+// Only a sparse index (every indexEvery records or indexBytes bytes, and the first record of every
+// segment) is held in memory, so what a shard retains costs disk, not memory. A segment file is named after the absolute
 // position of its first record. Records below the trim point (start) are gone for readers; a segment
 // is deleted once all its records are.
 
 const (
 	frameHeader = 8  // length + CRC
 	bodyFixed   = 18 // counter + arrival + key length
-	// indexEvery is how many records apart the in-memory index entries are.
+	// indexEvery is how many records apart the in-memory index entries are at most; indexBytes how
+	// many bytes of records (so a seek reads little whatever the records' size).
 	indexEvery    = 32
+	indexBytes    = 256 << 10
 	segmentSuffix = ".seg"
 )
 
@@ -212,8 +214,8 @@ func (l *shardLog) commit() error {
 	}
 	for i, r := range l.pendRecs {
 		pos := l.end + i
-		if pos%indexEvery == 0 || (g.count == 0 && i == 0) {
-			l.index = append(l.index, indexEntry{pos: pos, counter: r.counter, arrival: r.arrival, seg: g, off: base + int64(r.off)})
+		if off := base + int64(r.off); l.needIndex(pos, g, off) {
+			l.index = append(l.index, indexEntry{pos: pos, counter: r.counter, arrival: r.arrival, seg: g, off: off})
 		}
 		next := len(l.pend)
 		if i+1 < len(l.pendRecs) {
@@ -225,6 +227,16 @@ func (l *shardLog) commit() error {
 	g.count += len(l.pendRecs)
 	l.end += len(l.pendRecs)
 	return nil
+}
+
+// needIndex reports whether the record at pos, at off in segment g, gets an index entry: the first of
+// a segment, and then every indexEvery records or indexBytes bytes.
+func (l *shardLog) needIndex(pos int, g *segment, off int64) bool {
+	if len(l.index) == 0 {
+		return true
+	}
+	last := l.index[len(l.index)-1]
+	return last.seg != g || pos-last.pos >= indexEvery || off-last.off >= indexBytes
 }
 
 // discard drops the pending records.
@@ -309,6 +321,8 @@ func (r *logReader) next(withData bool) (logRecord, error) {
 			return logRecord{}, fmt.Errorf("reading record %d: %w", r.pos, err)
 		}
 		rec.key, rec.data = string(buf[:klen]), buf[klen:]
+	} else if rest > r.br.Buffered() {
+		r.br = nil // skip it without reading it: the next read starts a reader after it
 	} else if _, err := r.br.Discard(rest); err != nil {
 		return logRecord{}, fmt.Errorf("reading record %d: %w", r.pos, err)
 	}
@@ -344,10 +358,10 @@ func (l *shardLog) find(before func(indexEntry) bool, after func(logRecord) bool
 	return l.end, nil
 }
 
-// trimWhile drops retained records from the start while drop(rec) holds (at most max records; max < 0
-// is no bound). It returns how many it dropped.
-func (l *shardLog) trimWhile(max int, drop func(logRecord) bool) (int, error) {
-	if l.start == l.end || max == 0 {
+// trimWhile drops retained records from the start while drop(rec) holds, and the segments left
+// empty. It returns how many records it dropped.
+func (l *shardLog) trimWhile(drop func(logRecord) bool) (int, error) {
+	if l.start == l.end {
 		return 0, nil
 	}
 	r, err := l.seek(l.start)
@@ -360,7 +374,7 @@ func (l *shardLog) trimWhile(max int, drop func(logRecord) bool) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		if (max >= 0 && n == max) || !drop(rec) {
+		if !drop(rec) {
 			l.startArrival = rec.arrival
 			break
 		}
@@ -491,7 +505,7 @@ func (l *shardLog) scan(g *segment, last bool) error {
 			break
 		}
 		pos := l.end
-		if pos%indexEvery == 0 || g.count == 0 {
+		if l.needIndex(pos, g, off) {
 			l.index = append(l.index, indexEntry{pos: pos, counter: rec.counter, arrival: rec.arrival, seg: g, off: off})
 		}
 		if l.start == l.end {

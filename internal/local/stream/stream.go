@@ -367,7 +367,7 @@ func (s *Stream) trim(now time.Time) {
 			continue
 		}
 		before := l.bytes
-		if _, err := l.trimWhile(-1, func(r logRecord) bool { return r.arrival < horizon }); err != nil {
+		if _, err := l.trimWhile(func(r logRecord) bool { return r.arrival < horizon }); err != nil {
 			s.stats.StorageErrors++
 		}
 		s.bytes -= before - l.bytes
@@ -388,7 +388,7 @@ func (s *Stream) trim(now time.Time) {
 		// per call.
 		excess := s.bytes - s.maxBytes + s.maxBytes/8
 		var dropped int64
-		n, err := l.trimWhile(-1, func(r logRecord) bool {
+		n, err := l.trimWhile(func(r logRecord) bool {
 			if dropped >= excess {
 				return false
 			}
