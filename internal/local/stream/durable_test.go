@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -246,4 +247,34 @@ func shardOf(t *testing.T, s *Stream, key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.route(HashKey(key)).index
+}
+
+// TestLargeRecordsSeek: records larger than a read buffer are skipped without being read when a read
+// starts between index entries, and come back whole.
+func TestLargeRecordsSeek(t *testing.T) {
+	for _, dir := range []string{"", t.TempDir()} {
+		s, err := New(Config{Name: "trips", Dir: dir, LimitsOff: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []string
+		for i := 0; i < 40; i++ {
+			data := bytes.Repeat([]byte{byte('a' + i%26)}, 100_000+i)
+			out := put(t, s, []types.PutRecordsRequestEntry{{Data: data, PartitionKey: aws.String("k")}})
+			seqs = append(seqs, aws.ToString(out.Records[0].SequenceNumber))
+		}
+		for _, i := range []int{0, 1, 2, 3, 7, 19, 38, 39} {
+			out := get(t, s, iter(t, s, ShardID(0), types.ShardIteratorTypeAtSequenceNumber, seqs[i], nil))
+			for j, r := range out.Records {
+				n := i + j
+				if len(r.Data) != 100_000+n || r.Data[0] != byte('a'+n%26) || r.Data[len(r.Data)-1] != byte('a'+n%26) {
+					t.Fatalf("dir %q: reading from record %d, record %d came back wrong (%d bytes)", dir, i, n, len(r.Data))
+				}
+			}
+			if len(out.Records) != 40-i {
+				t.Errorf("dir %q: from record %d, %d records, want %d", dir, i, len(out.Records), 40-i)
+			}
+		}
+		s.Close()
+	}
 }
