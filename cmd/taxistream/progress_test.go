@@ -57,3 +57,33 @@ func TestProgressLines(t *testing.T) {
 		t.Errorf("thousands: %s %s %s", thousands(1234567), thousands(-1000), thousands(999))
 	}
 }
+
+// TestPrintEndingNamesWhatIsStuck: the end of the summary names each object not finished, with its
+// rows, the sweeper's attempts, its next attempt and its last error, and how to resume.
+func TestPrintEndingNamesWhatIsStuck(t *testing.T) {
+	next := time.Date(2026, 5, 1, 10, 30, 0, 0, time.Local)
+	s := local.Summary{InFlight: []local.ObjectState{
+		{Key: "raw/a.csv", RowsRead: 1200, Sweeps: 2, NextSweepAt: next, Reason: "released after error: putting row 1201: throttled"},
+		{Key: "raw/b.csv", RowsRead: 0},
+	}}
+	for _, tc := range []struct{ ending, head string }{
+		{endDone, "2 object(s) not finished:"},
+		{endInterrupted, "interrupted with 2 object(s) in flight"},
+		{endTimedOut, "timed out after 1m0s with 2 object(s) in flight"},
+	} {
+		var b strings.Builder
+		printEnding(&b, s, tc.ending, time.Minute, "/x/cloud")
+		for _, want := range []string{tc.head,
+			"raw/a.csv: 1200 rows read, resumed 2 time(s) by the sweeper, next attempt 10:30:00; last error: released after error: putting row 1201: throttled",
+			"raw/b.csv: 0 rows read\n", "resume with: taxistream local --dir /x/cloud"} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("%s: lacks %q:\n%s", tc.ending, want, b.String())
+			}
+		}
+	}
+	var b strings.Builder
+	printEnding(&b, local.Summary{}, endDone, time.Minute, "d")
+	if b.Len() != 0 {
+		t.Errorf("nothing in flight, yet: %q", b.String())
+	}
+}
