@@ -4,7 +4,7 @@
 
 SHELL := /bin/bash
 GO ?= go
-FUNCTIONS := ingest process replay
+FUNCTIONS := ingest process replay compact
 RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 TOOLS_BIN := $(CURDIR)/.tools/bin
 NODE_DIR := $(CURDIR)/tools/node
@@ -14,8 +14,9 @@ export TAXISTREAM_RIE := $(TOOLS_BIN)/aws-lambda-rie
 export TAXISTREAM_NODE_MODULES := $(NODE_DIR)/node_modules
 export CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: all build build-native build-IngestFunction build-ProcessFunction build-ReplayFunction \
-	run test test-unit bench lint tools chromium report-png clean sam-build invoke-IngestFunction invoke-ProcessFunction invoke-ReplayFunction
+.PHONY: all build build-native build-IngestFunction build-ProcessFunction build-ReplayFunction build-CompactFunction \
+	run test test-unit bench lint tools chromium report-png clean sam-build invoke-IngestFunction invoke-ProcessFunction invoke-ReplayFunction \
+	invoke-CompactFunction
 
 all: build
 
@@ -26,8 +27,10 @@ build-ProcessFunction:
 	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/process
 build-ReplayFunction:
 	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/replay
+build-CompactFunction:
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/compact
 
-# All three functions for Lambda (linux/arm64) into bin/<fn>/bootstrap.
+# All four functions for Lambda (linux/arm64) into bin/<fn>/bootstrap.
 build:
 	@for fn in $(FUNCTIONS); do \
 		echo "building bin/$$fn/bootstrap (linux/arm64)"; \
@@ -114,6 +117,9 @@ invoke-ProcessFunction: sam-build
 invoke-ReplayFunction: EVENT ?= events/replay.json
 invoke-ReplayFunction: sam-build
 	sam local invoke ReplayFunction --event $(EVENT) --env-vars $(SAM_ENV_VARS)
+invoke-CompactFunction: EVENT ?= events/compact.json
+invoke-CompactFunction: sam-build
+	sam local invoke CompactFunction --event $(EVENT) --env-vars $(SAM_ENV_VARS)
 
 clean:
 	rm -rf bin .aws-sam .taxistream

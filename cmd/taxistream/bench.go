@@ -31,6 +31,7 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		satDur   = fs.Duration("saturation", 0, "measured time per shard saturation variant (default 15s; quick 2s)")
 		trips    = fs.Int("trips", 0, "distinct trips fed to ProcessFunction (default 200000; quick 20000)")
 		starts   = fs.Int("cold-starts", 0, "emulator starts per function (default 5; quick 1)")
+		compMB   = fs.Int("compact-mb", 0, "size of the partition the compaction section generates and compacts, in MB (default 1000; quick 32)")
 		sections = fs.String("sections", "", "comma-separated sections to run (default all: "+strings.Join(bench.Sections, ",")+")")
 		tmp      = fs.String("tmp", "", "folder for generated files (default the system temp folder)")
 		repo     = fs.String("repo", ".", "project root (bin/, .tools/, events/)")
@@ -58,7 +59,7 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	mbSet := false
 	fs.Visit(func(f *flag.Flag) { mbSet = mbSet || f.Name == "mb" })
 	opts := bench.Options{
-		Big: *big, Quick: *quick, SaturationDuration: *satDur, ConsumerTrips: *trips, ColdStarts: *starts,
+		Big: *big, Quick: *quick, SaturationDuration: *satDur, ConsumerTrips: *trips, ColdStarts: *starts, CompactMB: *compMB,
 		TempDir: *tmp, RepoDir: *repo, SharedDir: *shared, Python: *python, Log: stderr,
 	}
 	if mbSet || !*quick {

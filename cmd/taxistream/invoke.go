@@ -19,6 +19,7 @@ import (
 // functionIDs maps the short names the CLI accepts to the template's logical ids.
 var functionIDs = map[string]string{
 	"ingest": local.IngestFunction, "process": local.ProcessFunction, "replay": local.ReplayFunction,
+	"compact": local.CompactFunction,
 }
 
 // cmdInvoke runs one function once against the local cloud, like `sam local invoke`: the response goes to

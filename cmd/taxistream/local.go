@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/taxistream/taxistream/internal/compact"
 	"github.com/taxistream/taxistream/internal/ingest"
 	"github.com/taxistream/taxistream/internal/local"
 	"github.com/taxistream/taxistream/internal/local/stream"
@@ -136,12 +137,14 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	summaryJSON := fs.String("summary-json", "", "also write the summary as JSON to this file")
 	timeout := fs.Duration("timeout", 15*time.Minute, "stop when the pipeline is not idle after this long (the next run resumes)")
 	quiet := fs.Bool("quiet", false, "no progress display (lines about files picked up and done are still printed)")
+	compactIdle := fs.Bool("compact", true, "once the pipeline is idle, run CompactFunction over processed/trips/ (as its schedule does on AWS)")
 	serve := fs.Bool("serve", false, "keep running and serve the bucket (S3) and the stream (Kinesis) on --addr to the AWS CLI, boto3 and the SDKs (AWS_ENDPOINT_URL); Ctrl-C stops")
 	addr := fs.String("addr", wire.DefaultAddr, "address of --serve (loopback only by default)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: taxistream local [--demo] [--watch] [--serve [--addr HOST:PORT]] [--reset] [flags] [FILE...]\n\n"+
-			"Runs IngestFunction, Firehose, ProcessFunction and ReplayFunction on the embedded local cloud with the\n"+
-			"settings of template.yaml. FILEs are copied into raw/ (which triggers ingestion, as on AWS).\n"+
+			"Runs IngestFunction, Firehose, ProcessFunction, ReplayFunction and CompactFunction on the embedded local\n"+
+			"cloud with the settings of template.yaml. FILEs are copied into raw/ (which triggers ingestion, as on AWS);\n"+
+			"once the pipeline is idle, CompactFunction merges processed/trips/ (--compact=false skips it).\n"+
 			"The folder --dir is kept between runs; a run resumes what an earlier one left unfinished, and\n"+
 			"`taxistream local` with no files resumes only. Ctrl-C stops (twice: at once); the next run resumes.")
 		fs.PrintDefaults()
@@ -260,6 +263,15 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			ending = endFailed
 		}
 	}
+	// Once the pipeline is idle, CompactFunction, as its schedule would run on AWS.
+	var compaction *local.CompactionSummary
+	if *compactIdle && ending == endDone && runCtx.Err() == nil {
+		var err error
+		if compaction, err = cloud.Compact(runCtx, compact.Request{}); err != nil && runCtx.Err() == nil {
+			drainErr = fmt.Errorf("compacting processed/trips/: %w", err)
+			ending = endFailed
+		}
+	}
 	switch {
 	case ending != endDone:
 	case ctx.Err() != nil && !*watch && !*serve:
@@ -283,6 +295,7 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return err
 	}
 	sum.PeakRSSBytes = peakRSS()
+	sum.Compaction = compaction
 	printSummary(stdout, sum, cloud)
 	printEnding(stdout, sum, ending, *timeout, lf.dir)
 	if *summaryJSON != "" {
@@ -414,6 +427,11 @@ func printSummary(w io.Writer, s local.Summary, cloud *local.Cloud) {
 	fmt.Fprintf(w, "  continuations      %d\n", s.Continuations)
 	fmt.Fprintf(w, "  archive            %d objects, %d records (%d distinct), %d error objects\n", s.ArchiveObjects, s.ArchiveRecords, s.ArchiveDistinct, s.ArchiveErrors)
 	fmt.Fprintf(w, "  trips processed    %d in %d Parquet objects (%d distinct, %d processed_duplicates)\n", s.TripsProcessed, s.TripObjects, s.TripsDistinct, s.ProcessedDuplicates)
+	if c := s.Compaction; c != nil {
+		r := c.Result
+		fmt.Fprintf(w, "  compaction         %d → %d Parquet objects in %d partitions (%d rows merged, %d duplicates dropped, %.1f s)\n",
+			c.FilesBefore, c.FilesAfter, c.Partitions, r.RowsIn, r.Duplicates, c.Seconds)
+	}
 	fmt.Fprintf(w, "  quarantined        %d\n", s.Quarantined)
 	fmt.Fprintf(w, "  windows written    %d\n", s.Windows)
 	fmt.Fprintf(w, "  failure records    %d\n", s.FailureRecords)

@@ -21,6 +21,7 @@ var commands = []command{
 	{"local", "run the whole pipeline on the embedded local cloud", cmdLocal},
 	{"invoke", "run one function once against the local cloud, like sam local invoke", cmdInvoke},
 	{"produce", "stream local files or an s3:// prefix into a Kinesis stream", cmdProduce},
+	{"compact", "merge the small Parquet objects of processed/trips/ (a bucket folder or s3://bucket)", cmdCompact},
 	{"convert", "convert trip files to the stream's JSON records (stdout) with a summary (stderr)", cmdConvert},
 	{"gen", "generate realistic TLC trip files", cmdGen},
 	{"bench", "measure conversion, shard saturation, ingest, consumer and cold start", cmdBench},

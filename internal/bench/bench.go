@@ -32,10 +32,11 @@ const (
 	SectionIngest     = "ingest"
 	SectionConsumer   = "consumer"
 	SectionColdStart  = "coldstart"
+	SectionCompact    = "compact"
 )
 
 // Sections lists every section in run order.
-var Sections = []string{SectionConversion, SectionSaturation, SectionIngest, SectionConsumer, SectionColdStart, SectionMemory}
+var Sections = []string{SectionConversion, SectionSaturation, SectionIngest, SectionConsumer, SectionColdStart, SectionCompact, SectionMemory}
 
 // Options configure a run. The zero value (plus Child) is the full default run.
 type Options struct {
@@ -47,6 +48,7 @@ type Options struct {
 	ConsumerTrips      int           // distinct trips fed to ProcessFunction (default 200,000; quick 20,000)
 	ConsumerSeconds    float64       // the consumer loops over its batches at least this long (default 5; quick 0)
 	ColdStarts         int           // emulator starts per function (default 5; quick 1)
+	CompactMB          int           // size of the partition compacted (default 1,000 MB; quick 32)
 
 	Sections []string // the sections to run; nil = all
 
@@ -100,6 +102,12 @@ func (o *Options) defaults() {
 			o.ColdStarts = 1
 		}
 	}
+	if o.CompactMB <= 0 {
+		o.CompactMB = 1000
+		if o.Quick {
+			o.CompactMB = 32
+		}
+	}
 	if len(o.Sections) == 0 {
 		o.Sections = Sections
 	}
@@ -134,6 +142,7 @@ type Results struct {
 	Ingest     *IngestSection     `json:"ingest,omitempty"`
 	Consumer   *ConsumerResult    `json:"consumer,omitempty"`
 	ColdStart  *ColdStartSection  `json:"cold_start,omitempty"`
+	Compaction *CompactionResult  `json:"compaction,omitempty"`
 	Memory     *MemorySection     `json:"memory,omitempty"`
 	Targets    []Target           `json:"targets"`
 	Elapsed    float64            `json:"elapsed_s"`
@@ -206,6 +215,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 		{SectionIngest, func() (err error) { res.Ingest, err = runIngest(ctx, &opts, work); return }},
 		{SectionConsumer, func() (err error) { res.Consumer, err = runConsumer(ctx, &opts); return }},
 		{SectionColdStart, func() (err error) { res.ColdStart, err = runColdStart(ctx, &opts); return }},
+		{SectionCompact, func() (err error) { res.Compaction, err = runCompaction(ctx, &opts, work); return }},
 		{SectionMemory, func() (err error) { res.Memory, err = runMemory(ctx, &opts, work); return }},
 	}
 	for _, s := range steps {

@@ -21,6 +21,7 @@ const (
 	childConvert  = "convert"  // convert FILE: CSV → canonical records written to /dev/null
 	childIngest   = "ingest"   // ingest DIR KEY [discard]: IngestFunction on a local bucket and stream
 	childConsumer = "consumer" // consumer [flags]: ProcessFunction on generated batches, GOMAXPROCS=1
+	childCompact  = "compact"  // compact BUCKET-DIR TMP-DIR: compaction of the bench partition
 )
 
 // childResult is what a child prints (JSON on stdout).
@@ -82,6 +83,11 @@ func ChildMain(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		res, err = childConsume(ctx, consumeOptions{trips: *trips, minSeconds: *seconds, zones: *zones, profile: *profile, input: *input, shapes: *shapes})
+	case childCompact:
+		if len(args) != 3 {
+			return errors.New("child compact: want BUCKET-DIR TMP-DIR")
+		}
+		res, err = childCompactPartition(ctx, args[1], args[2])
 	default:
 		return fmt.Errorf("child: unknown mode %q", args[0])
 	}

@@ -114,6 +114,12 @@ func targets(r *Results) []Target {
 		}
 		add("zone shapes, consumer cost", "≤ 10 % fewer trips per CPU second (2015 trips)", false, "", false, reason)
 	}
+	if cp := r.Compaction; cp != nil && cp.Skipped == "" {
+		add("compaction memory", fmt.Sprintf("peak RSS within a %d MB function", cp.FunctionMB), true,
+			fmt.Sprintf("%.0f MiB compacting %.0f MB", mib(cp.PeakRSS), float64(cp.SourceBytes)/1e6), cp.PeakRSS < int64(cp.FunctionMB)<<20, "")
+	} else {
+		add("compaction memory", "peak RSS within a 1024 MB function", false, "", false, skipReason(cp, func(c *CompactionResult) string { return c.Skipped }))
+	}
 
 	cs := r.ColdStart
 	var worst float64
@@ -264,6 +270,15 @@ func rows(r *Results) [][3]string {
 		}
 	}
 	memoryRows(r.Memory, add)
+	if cp := r.Compaction; cp != nil {
+		if cp.Skipped != "" {
+			add("compaction", "skipped", "%s", cp.Skipped)
+		} else {
+			add("compaction", fmt.Sprintf("%.0f MB partition", float64(cp.SourceBytes)/1e6),
+				"%d → %d objects (%.0f MB after), %d rows (%d duplicates dropped), %d sorted runs; %.1f s wall, %.1f CPU s, %.1f MB/s; peak RSS %.0f MiB (soft limit %d MiB)",
+				cp.SourceFiles, cp.FilesAfter, float64(cp.BytesAfter)/1e6, cp.Rows, cp.Duplicates, cp.Runs, cp.Wall, cp.CPU, cp.MBPerSecond, mib(cp.PeakRSS), cp.MemoryLimitMB)
+		}
+	}
 	for i := range out {
 		out[i][2] = strings.ReplaceAll(out[i][2], "\t", " ")
 	}

@@ -17,6 +17,7 @@ const (
 	Ingest  Function = "ingest"
 	Process Function = "process"
 	Replay  Function = "replay"
+	Compact Function = "compact"
 )
 
 // Config is every setting of every function; template.yaml sets them (Globals and per function).
@@ -34,6 +35,7 @@ type Config struct {
 	SweepGrace        time.Duration // SWEEP_GRACE (ingest), default 15m: a released object is left to Lambda's own retries this long before the sweeper resumes it; also the first backoff
 	SweepMaxAttempts  int           // SWEEP_MAX_ATTEMPTS (ingest), default 5: sweeper attempts on one object before it is marked failed
 	ZoneShapes        string        // ZONE_SHAPES (process): TLC's taxi_zones.zip or a GeoJSON, located like ZONE_LOOKUP; "" for none
+	CompactTargetMB   int           // COMPACT_TARGET_FILE_MB (compact), default 128: size of the files a compaction writes
 	MetricsNamespace  string        // METRICS_NAMESPACE, default taxistream
 	LogLevel          string        // AWS_LAMBDA_LOG_LEVEL (LoggingConfig), else LOG_LEVEL, default INFO
 }
@@ -72,11 +74,14 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 	if c.SweepMaxAttempts, err = parseInt(getenv, "SWEEP_MAX_ATTEMPTS", 5, 0); err != nil {
 		errs = append(errs, err)
 	}
+	if c.CompactTargetMB, err = parseInt(getenv, "COMPACT_TARGET_FILE_MB", 128, 1); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Bucket == "" {
 		errs = append(errs, errors.New("BUCKET_NAME is required"))
 	}
-	// Ingest and replay invoke themselves with a continuation: they need their own name (Lambda sets it).
-	if (fn == Ingest || fn == Replay) && c.FunctionName == "" {
+	// Ingest, replay and compact invoke themselves with a continuation: they need their own name (Lambda sets it).
+	if (fn == Ingest || fn == Replay || fn == Compact) && c.FunctionName == "" {
 		errs = append(errs, errors.New("AWS_LAMBDA_FUNCTION_NAME is required (continuations invoke the function itself)"))
 	}
 	switch fn {
@@ -88,7 +93,7 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 		if c.IngestFunction == "" {
 			errs = append(errs, errors.New("INGEST_FUNCTION_NAME is required"))
 		}
-	case Process:
+	case Process, Compact:
 	default:
 		errs = append(errs, fmt.Errorf("unknown function %q", fn))
 	}

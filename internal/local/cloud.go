@@ -43,6 +43,7 @@ const (
 	IngestFunction  = "IngestFunction"
 	ProcessFunction = "ProcessFunction"
 	ReplayFunction  = "ReplayFunction"
+	CompactFunction = "CompactFunction"
 )
 
 // Options configure a local cloud.
@@ -408,6 +409,8 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 			kind = config.Process
 		case ReplayFunction:
 			kind = config.Replay
+		case CompactFunction:
+			kind = config.Compact
 		default:
 			continue // not a function of ours
 		}
@@ -431,6 +434,12 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 			lf.Handler = h // its own event decoder, as functions/process's lambda.Start(h) uses on AWS
 		case ReplayFunction:
 			h, err := newReplay(ctx, cfg, c, store, log)
+			if err != nil {
+				return fmt.Errorf("starting %s: %w", id, err)
+			}
+			lf.Handler = h
+		case CompactFunction:
+			h, err := newCompact(ctx, cfg, c, store, log)
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}

@@ -73,9 +73,11 @@ type Summary struct {
 	FailureUnresolved   int   `json:"failure_unresolved"`
 	// Unaccounted is records sent (distinct ids in the archive) that are neither in processed/trips,
 	// nor in quarantine/, nor named by an on-failure record.
-	Unaccounted    int64    `json:"unaccounted"`
-	Reconciled     bool     `json:"reconciled"`
-	Reconciliation []string `json:"reconciliation"` // one line per check, "ok: ..." or "MISMATCH: ..."
+	Unaccounted int64 `json:"unaccounted"`
+	// Compaction is set by the caller when it compacted (taxistream local, once the pipeline is idle).
+	Compaction     *CompactionSummary `json:"compaction,omitempty"`
+	Reconciled     bool               `json:"reconciled"`
+	Reconciliation []string           `json:"reconciliation"` // one line per check, "ok: ..." or "MISMATCH: ..."
 	// The counts above are the folder's, every run in it; ThisRun is what this run worked on, InFlight
 	// the objects not finished, Warnings what is surprising about finished ones (summary_run.go).
 	ThisRun  RunCounts     `json:"this_run"`

@@ -210,6 +210,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.KinesisTimeWindowEvent) 
 	m.Add("UserRecords", obs.Count, float64(len(b.units)))
 	m.Add("BytesWritten", obs.Bytes, float64(res.bytes))
 	m.Add("ObjectsWritten", obs.Count, float64(res.objects))
+	m.Add("ParquetObjectsWritten", obs.Count, float64(res.parquet))
 	m.Add("WriteFailures", obs.Count, float64(res.failures))
 	if res.residual > 0 {
 		m.Add("ResidualObjects", obs.Count, float64(res.residual))

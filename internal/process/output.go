@@ -124,6 +124,7 @@ type commitResult struct {
 	cut      int // Kinesis records [0, cut) are committed; cut == len(records) when all are
 	bytes    int64
 	objects  int
+	parquet  int // of objects, Parquet files under processed/trips/
 	failures int
 	residual int
 	errs     []error
@@ -262,6 +263,9 @@ func (h *Handler) put(ctx context.Context, b *batch, f *outFile, upto int, enc *
 	f.unknown, f.upto = false, upto
 	res.bytes += int64(len(body))
 	res.objects++
+	if f.kind == kindTrips {
+		res.parquet++
+	}
 	return nil
 }
 

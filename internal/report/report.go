@@ -76,12 +76,13 @@ type Tile struct {
 type Outputs struct {
 	Rows      []OutputRow
 	FileSizes *Chart
-	// Compaction is the effect of compacting processed/trips/ (files and bytes before and after).
-	// Compaction is not part of the pipeline yet (issue 16): nil until it is, and the page says so.
+	// Compaction is the effect of compacting processed/trips/ (files and bytes before and after), from
+	// the summary of a local run that compacted (taxistream local runs CompactFunction once idle); nil
+	// otherwise, and the page says so.
 	Compaction *Compaction
 }
 
-// Compaction is what compaction did to processed/trips/. Nothing fills it yet (see Outputs.Compaction).
+// Compaction is what compaction did to processed/trips/ (see Outputs.Compaction).
 type Compaction struct {
 	FilesBefore, FilesAfter int
 	BytesBefore, BytesAfter int64
@@ -114,6 +115,9 @@ func Build(ctx context.Context, in Input) (*Report, error) {
 	}
 	if in.Summary != nil {
 		r.Summary = *in.Summary
+		if c := in.Summary.Compaction; c != nil {
+			r.Outputs.Compaction = &Compaction{FilesBefore: c.FilesBefore, FilesAfter: c.FilesAfter, BytesBefore: c.BytesBefore, BytesAfter: c.BytesAfter}
+		}
 	} else {
 		s, err := local.SummarizeBucket(ctx, in.Bucket, in.BucketName, archive, consumer, in.FailureRecords)
 		if err != nil {

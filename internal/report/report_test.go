@@ -236,7 +236,7 @@ func TestBuildFromABucketAndTimeline(t *testing.T) {
 		t.Errorf("archive-errors/ row %+v", o)
 	}
 	if r.Outputs.Compaction != nil {
-		t.Error("compaction reported, but nothing compacts yet")
+		t.Error("compaction reported, but the summary has none")
 	}
 
 	var page bytes.Buffer

@@ -16,7 +16,7 @@ import (
 
 // The stack's contract (DESIGN.md, "AWS resources"), checked by problems below.
 var (
-	wantFunctions = []string{"IngestFunction", "ProcessFunction", "ReplayFunction"}
+	wantFunctions = []string{"CompactFunction", "IngestFunction", "ProcessFunction", "ReplayFunction"}
 	// producerActions is exactly what a producer needs (DESIGN.md): no KinesisCrudPolicy.
 	producerActions = []string{"kinesis:DescribeStreamSummary", "kinesis:ListShards", "kinesis:PutRecord", "kinesis:PutRecords"}
 	// consumerActions is what the Kinesis event source mapping may use (Lambda developer guide).
@@ -28,6 +28,7 @@ var (
 		"IngestFunction":  {"BUCKET_NAME", "DEADLINE_MARGIN", "KPL_AGGREGATION", "MAX_CONTINUATIONS", "METRICS_NAMESPACE", "PARTITION_KEY_FIELD", "STREAM_NAME"},
 		"ProcessFunction": {"BUCKET_NAME", "METRICS_NAMESPACE", "ZONE_LOOKUP"},
 		"ReplayFunction":  {"BUCKET_NAME", "DEADLINE_MARGIN", "INGEST_FUNCTION_NAME", "MAX_CONTINUATIONS", "METRICS_NAMESPACE", "REPLAY_MAX_IN_FLIGHT"},
+		"CompactFunction": {"BUCKET_NAME", "COMPACT_TARGET_FILE_MB", "DEADLINE_MARGIN", "MAX_CONTINUATIONS", "METRICS_NAMESPACE"},
 	}
 	deterministicBucketName = "${AWS::StackName}-${AWS::AccountId}-${AWS::Region}"
 )
@@ -163,7 +164,7 @@ func (c *checker) functions() {
 			c.addf("%s: LoggingConfig.ApplicationLogLevel %v, want !Ref LogLevel", id, lc["ApplicationLogLevel"])
 		}
 		fn, _ := p["FunctionName"].(map[string]any)
-		if _, ok := fn["Fn::Sub"]; !ok && (id == "IngestFunction" || id == "ReplayFunction") {
+		if _, ok := fn["Fn::Sub"]; !ok && (id == "IngestFunction" || id == "ReplayFunction" || id == "CompactFunction") {
 			c.addf("%s: FunctionName %v, want a deterministic !Sub name (its own policy names it)", id, p["FunctionName"])
 		}
 		if id == "IngestFunction" {
@@ -189,7 +190,7 @@ func (c *checker) functions() {
 	if _, ok := proc["Policies"]; ok {
 		c.addf("ProcessFunction: Policies next to Role (SAM ignores them)")
 	}
-	for _, id := range []string{"IngestFunction", "ReplayFunction"} {
+	for _, id := range []string{"IngestFunction", "ReplayFunction", "CompactFunction"} {
 		p, _ := c.t.FunctionProperties(id)
 		if p["RecursiveLoop"] != "Allow" {
 			c.addf("%s: RecursiveLoop %v, want Allow (it continues itself, bounded by MAX_CONTINUATIONS)", id, p["RecursiveLoop"])
@@ -654,11 +655,13 @@ func (c *checker) iam() {
 	}
 	ingestSelf := map[string]any{"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-ingest"}
 	replaySelf := map[string]any{"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-replay"}
+	compactSelf := map[string]any{"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-compact"}
 	ingestArn := map[string]any{"Fn::GetAtt": []any{"IngestFunction", "Arn"}}
 	for fn, allowed := range map[string][]any{
 		"IngestFunction":  {ingestSelf},
 		"ReplayFunction":  {ingestArn, replaySelf},
 		"ProcessFunction": nil,
+		"CompactFunction": {compactSelf},
 	} {
 		for _, r := range granted[fn]["lambda:InvokeFunction"] {
 			if !slices.ContainsFunc(allowed, func(a any) bool { return reflect.DeepEqual(a, r) }) {
@@ -668,6 +671,12 @@ func (c *checker) iam() {
 	}
 	if len(granted["IngestFunction"]["lambda:InvokeFunction"]) == 0 {
 		c.addf("IngestFunction: cannot invoke itself (continuations)")
+	}
+	if len(granted["CompactFunction"]["lambda:InvokeFunction"]) == 0 {
+		c.addf("CompactFunction: cannot invoke itself (continuations)")
+	}
+	if got := kinesisOf("CompactFunction"); len(got) > 0 {
+		c.addf("CompactFunction: kinesis actions %v, want none", got)
 	}
 	if len(granted["ReplayFunction"]["lambda:InvokeFunction"]) == 0 {
 		c.addf("ReplayFunction: cannot invoke IngestFunction")
@@ -680,14 +689,15 @@ func (c *checker) iam() {
 func (c *checker) outputs() {
 	outs := c.t.Section("Outputs")
 	for _, want := range []string{"BucketName", "RawUploadURI", "StreamName", "StreamArn", "DeliveryStreamName",
-		"IngestFunctionName", "ProcessFunctionName", "ReplayFunctionName", "FailureQueueUrl"} {
+		"IngestFunctionName", "ProcessFunctionName", "ReplayFunctionName", "CompactFunctionName", "FailureQueueUrl"} {
 		if _, ok := outs[want]; !ok {
 			c.addf("output %s is missing", want)
 		}
 	}
 	for name, target := range map[string]string{"BucketName": "Bucket", "RawUploadURI": "Bucket", "StreamName": "Stream",
 		"StreamArn": "Stream", "DeliveryStreamName": "DeliveryStream", "IngestFunctionName": "IngestFunction",
-		"ProcessFunctionName": "ProcessFunction", "ReplayFunctionName": "ReplayFunction", "FailureQueueUrl": "FailureQueue"} {
+		"ProcessFunctionName": "ProcessFunction", "ReplayFunctionName": "ReplayFunction", "CompactFunctionName": "CompactFunction",
+		"FailureQueueUrl": "FailureQueue"} {
 		if o, ok := outs[name]; ok && !refersTo(dig(o, "Value"), target) {
 			c.addf("output %s does not name %s", name, target)
 		}
@@ -735,7 +745,7 @@ func (c *checker) resolved() {
 	if got := s.Functions["IngestFunction"].Env["STREAM_NAME"]; got != s.Stream.Name && got != s.Stream.ARN {
 		c.addf("IngestFunction: STREAM_NAME %q, want the stream", got)
 	}
-	for _, id := range []string{"IngestFunction", "ReplayFunction"} {
+	for _, id := range []string{"IngestFunction", "ReplayFunction", "CompactFunction"} {
 		if f := s.Functions[id]; f.TimeoutSeconds < 60 || f.TimeoutSeconds > 900 {
 			c.addf("%s: Timeout %d s, want 60..900 (it checkpoints before its deadline)", id, f.TimeoutSeconds)
 		}

@@ -61,8 +61,8 @@ func decodeFixture[T any](t *testing.T, name string) T {
 // TestEventFixturesCovered makes sure every fixture in events/ is decoded by a test below (env.json is
 // not an event: the `sam local invoke --env-vars` file, checked by TestSAMLocalInvoke).
 func TestEventFixturesCovered(t *testing.T) {
-	tested := []string{"continuation.json", "env.json", "ingest-replay.json", "kinesis-window.json", "kinesis.json",
-		"replay.json", "s3-put-gz.json", "s3-put-parquet.json", "s3-put-versioned.json", "s3-put.json"}
+	tested := []string{"compact.json", "continuation.json", "env.json", "ingest-replay.json", "kinesis-window.json", "kinesis.json",
+		"replay.json", "s3-put-gz.json", "s3-put-parquet.json", "s3-put-versioned.json", "s3-put.json", "schedule.json"}
 	files, err := filepath.Glob(filepath.Join("..", "..", "events", "*.json"))
 	if err != nil {
 		t.Fatal(err)

@@ -412,6 +412,16 @@ func checkEventAgrees(t *testing.T, name string, ev map[string]any, s *Settings,
 			}
 		}
 		fail("no function takes replay requests (REPLAY_MAX_IN_FLIGHT)")
+	case ev["detail-type"] == "Scheduled Event", ev["from"] != nil || ev["to"] != nil: // CompactFunction's schedule and requests
+		if ev["detail-type"] != nil && (ev["account"] != s.AccountID || ev["region"] != s.Region) {
+			fail("account %v, region %v, want the stack's %s, %s", ev["account"], ev["region"], s.AccountID, s.Region)
+		}
+		for _, id := range sortedKeys(anyMap(s.Functions)) {
+			if _, compacts := s.Functions[id].Env["COMPACT_TARGET_FILE_MB"]; compacts {
+				return id
+			}
+		}
+		fail("no function compacts (COMPACT_TARGET_FILE_MB)")
 	default:
 		fail("not an event of any function of the stack")
 	}

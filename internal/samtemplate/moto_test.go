@@ -24,11 +24,11 @@ var motoUnsupported = map[string]string{
 	"AWS::KinesisFirehose::DeliveryStream": "the archive: the template tests and the local cloud's Firehose check it",
 	"AWS::Lambda::EventInvokeConfig":       "async retries and destinations: TestSAMTranslation checks them",
 	"AWS::CloudWatch::Alarm":               "the alarms: the template tests check them",
-	"AWS::Scheduler::Schedule":             "not in the template yet (EventBridge Scheduler)",
-	"AWS::Glue::Database":                  "not in the template yet",
-	"AWS::Glue::Table":                     "not in the template yet",
-	"AWS::Athena::WorkGroup":               "not in the template yet",
-	"AWS::Athena::NamedQuery":              "not in the template yet",
+	"AWS::Scheduler::Schedule":             "not in the template (CompactFunction's schedule is an AWS::Events::Rule, which moto creates)",
+	"AWS::Glue::Database":                  "the catalogue: internal/catalog's tests check its tables against the written data and read a local run through them with DuckDB",
+	"AWS::Glue::Table":                     "the catalogue: internal/catalog's tests check its tables against the written data and read a local run through them with DuckDB",
+	"AWS::Athena::WorkGroup":               "the Athena workgroup: cfn-lint and the translator check it",
+	"AWS::Athena::NamedQuery":              "the saved queries: internal/catalog's test runs each one on DuckDB over the local tables",
 }
 
 // motoIgnores are properties moto accepts and does not apply, so the deployment cannot check them
