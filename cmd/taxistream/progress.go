@@ -98,6 +98,9 @@ func (t *tracker) printf(format string, args ...any) {
 // created is the bucket hook: a new object under a trigger's prefix is picked up, or said not to
 // trigger ingestion.
 func (t *tracker) created(ev bucket.ObjectCreated) {
+	if t.cloud.Trigger == nil {
+		return // no S3 trigger in the template: nothing is ingested
+	}
 	if len(t.cloud.Trigger.Matches(ev.EventName, ev.Key)) == 0 {
 		if strings.HasPrefix(ev.Key, "raw/") {
 			t.printf("%s: will not trigger ingestion (%s)", ev.Key, t.filters())

@@ -146,12 +146,17 @@ func (c *Cloud) renotify(ctx context.Context) error {
 	return nil
 }
 
-// runSchedules invokes every enabled schedule of the template asynchronously every interval, as
-// EventBridge would on its rate, until ctx ends.
+// runSchedules invokes IngestFunction's enabled schedules (the sweeper) asynchronously every interval,
+// as EventBridge would on their rate, until ctx ends. CompactFunction's schedule is not run on a clock
+// locally: compacting while ProcessFunction writes is safe but only churns a short run's files, so
+// `taxistream local` compacts once, when the pipeline is idle (Compact).
 func (c *Cloud) runSchedules(ctx context.Context, every time.Duration) {
 	type job struct{ function, input string }
 	var jobs []job
-	for _, fn := range c.Settings.Functions {
+	for id, fn := range c.Settings.Functions {
+		if id != IngestFunction {
+			continue
+		}
 		for _, ev := range fn.ScheduleEvents {
 			if ev.Enabled {
 				jobs = append(jobs, job{fn.Name, ev.Input})
