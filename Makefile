@@ -6,16 +6,18 @@ SHELL := /bin/bash
 GO ?= go
 FUNCTIONS := ingest process replay compact
 RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
+STATICCHECK_VERSION := v0.8.2
 TOOLS_BIN := $(CURDIR)/.tools/bin
 NODE_DIR := $(CURDIR)/tools/node
 LAMBDA_BUILD := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags "-s -w"
 
 export TAXISTREAM_RIE := $(TOOLS_BIN)/aws-lambda-rie
+STATICCHECK := $(TOOLS_BIN)/staticcheck
 export TAXISTREAM_NODE_MODULES := $(NODE_DIR)/node_modules
 export CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: all build build-native build-IngestFunction build-ProcessFunction build-ReplayFunction build-CompactFunction \
-	run test test-unit bench lint tools chromium report-png clean sam-build invoke-IngestFunction invoke-ProcessFunction invoke-ReplayFunction \
+	run test test-unit bench lint tools staticcheck chromium report-png clean sam-build invoke-IngestFunction invoke-ProcessFunction invoke-ReplayFunction \
 	invoke-CompactFunction
 
 all: build
@@ -46,8 +48,9 @@ build-native:
 # The real peers: the Lambda Runtime Interface Emulator (Go module), the Node packages
 # (kinesis-local = kinesis-mock, aws-kinesis-agg = the official KPL aggregation module, DuckDB and
 # hyparquet, playwright-core) and Debian's chromium, which playwright-core drives for the run report's
-# browser test (no browser download).
-tools: $(TAXISTREAM_RIE) $(NODE_DIR)/node_modules/.installed chromium
+# browser test (no browser download); and staticcheck (Go module) for `make lint`, reinstalled when the
+# installed binary is not the pinned version.
+tools: $(TAXISTREAM_RIE) staticcheck $(NODE_DIR)/node_modules/.installed chromium
 
 # Debian's chromium, installed with apt-get when it is missing (as root, e.g. in CI). Where it cannot be
 # installed the browser test skips, and fails under CI=true.
@@ -62,6 +65,10 @@ chromium:
 
 $(TAXISTREAM_RIE):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
+
+staticcheck:
+	@$(STATICCHECK) -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION:v%=%))' || \
+		GOBIN=$(TOOLS_BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund
@@ -92,10 +99,11 @@ report-png: tools
 bench: build-native
 	$(GO) run ./cmd/taxistream bench
 
-lint:
+# gofmt, go vet and staticcheck (pinned, installed by `tools`); CI runs it before the tests.
+lint: staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed; skipped"; fi
+	$(STATICCHECK) ./...
 	@# cfn-lint, as `sam validate --lint` runs it: any error, warning or informational finding fails.
 	@if command -v cfn-lint >/dev/null; then cfn-lint template.yaml && echo "cfn-lint: template.yaml clean"; \
 	elif [ "$$CI" = true ]; then echo "cfn-lint is required when CI=true (pip install cfn-lint)"; exit 1; \

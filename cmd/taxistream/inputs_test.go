@@ -25,11 +25,11 @@ func badInputs(t *testing.T, dir string) map[string]string {
 	if err := os.Mkdir(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return map[string]string{
-		fifo:                              "is a named pipe (FIFO)",
-		loop:                              "a symbolic link loop",
-		sub:                               "is a directory",
-		filepath.Join(dir, "missing.csv"): "no such file",
+	return map[string]string{ // what follows the name in the message
+		fifo:                              " is a named pipe (FIFO)",
+		loop:                              " is a symbolic link loop",
+		sub:                               " is a directory (use a glob such as " + sub + "/*.csv)",
+		filepath.Join(dir, "missing.csv"): ": no such file",
 	}
 }
 
@@ -64,7 +64,7 @@ func TestConvertSkipsBadInputs(t *testing.T) {
 	}
 	errs := stderr.String()
 	for name, why := range bad {
-		if !strings.Contains(errs, "skipping "+name+": "+why) {
+		if !strings.Contains(errs, "skipping "+name+why) {
 			t.Errorf("stderr lacks %q for %s:\n%s", why, name, errs)
 		}
 	}
@@ -123,7 +123,7 @@ func TestLocalSkipsBadInputs(t *testing.T) {
 	}
 	errs := stderr.String()
 	for name, why := range bad {
-		if !strings.Contains(errs, "skipping "+name+": "+why) {
+		if !strings.Contains(errs, "skipping "+name+why) {
 			t.Errorf("stderr lacks %q for %s:\n%s", why, name, errs)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/taxistream/taxistream/internal/feed"
 	"github.com/taxistream/taxistream/internal/local"
 )
 
@@ -46,8 +47,8 @@ func cmdInvoke(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if name == "" && fs.NArg() > 0 {
 		name = fs.Arg(0)
@@ -66,6 +67,11 @@ func cmdInvoke(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	if err != nil {
 		return fmt.Errorf("reading the event: %w", err)
+	}
+	if *object != "" {
+		if _, err := feed.StatInput(*object); err != nil {
+			return err
+		}
 	}
 	opts, err := lf.options()
 	if err != nil {

@@ -149,11 +149,8 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			"`taxistream local` with no files resumes only. Ctrl-C stops (twice: at once); the next run resumes.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *keep {
 		fmt.Fprintln(stderr, "note: --keep is the default now (the folder is always kept); --reset starts afresh")

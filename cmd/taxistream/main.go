@@ -5,11 +5,14 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/taxistream/taxistream/internal/version"
 )
 
 type command struct {
@@ -34,6 +37,16 @@ var errUsage = errors.New("usage")
 // errInterrupted marks a command stopped by Ctrl-C (SIGINT) or SIGTERM: exit status 130, as shells
 // report a process ended by SIGINT.
 var errInterrupted = errors.New("interrupted")
+
+// parseFlags parses a command's flags. -h/--help (the flag package has printed the usage) comes back as
+// flag.ErrHelp, which run turns into exit status 0; any other mistake is an errUsage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", errUsage, err)
+}
 
 func main() {
 	ctx, stop := interruptContext(os.Stderr)
@@ -71,18 +84,22 @@ func interruptContext(stderr io.Writer) (context.Context, func()) {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	switch {
+	case len(args) == 0:
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	case args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help":
+		usage(stdout)
+		return 0
+	case args[0] == "version" || args[0] == "-version" || args[0] == "--version":
+		printVersion(stdout)
 		return 0
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
 			err := c.run(ctx, args[1:], stdin, stdout, stderr)
 			switch {
-			case err == nil:
+			case err == nil, errors.Is(err, flag.ErrHelp):
 				return 0
 			case errors.Is(err, errInterrupted):
 				fmt.Fprintf(stderr, "taxistream %s: %v\n", c.name, err)
@@ -102,8 +119,29 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: taxistream <command> [flags]\n\ncommands:")
+	fmt.Fprintln(w, "usage: taxistream COMMAND [flags] [arguments]\n\ncommands:")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.usage)
 	}
+	fmt.Fprintln(w, "\nRun 'taxistream COMMAND --help' for a command's flags, 'taxistream --version' for the build.")
+}
+
+// printVersion prints the build's version (internal/version): the module version or VCS revision,
+// then the details.
+func printVersion(w io.Writer) {
+	in := version.Get()
+	or := func(s string) string {
+		if s == "" {
+			return "unknown"
+		}
+		return s
+	}
+	rev := or(in.Revision)
+	if in.Time != "" {
+		rev += " " + in.Time
+	}
+	if in.Modified {
+		rev += " (modified)"
+	}
+	fmt.Fprintf(w, "taxistream %s\nmodule %s %s\nrevision %s\n%s\n", or(in.Short()), or(in.Module), or(in.Version), rev, or(in.Go))
 }

@@ -32,8 +32,8 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fmt.Fprintln(stderr, "usage: taxistream produce --stream NAME|ARN [flags] FILE|GLOB|s3://bucket/prefix ...\n\nAWS credentials and region come from the standard chain; AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_KINESIS / AWS_ENDPOINT_URL_S3 point the clients elsewhere (LocalStack, kinesis-mock).")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

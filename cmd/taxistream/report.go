@@ -36,11 +36,8 @@ func cmdReport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 			"configuration (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_S3, ...).")
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(flags, args); err != nil {
+		return err
 	}
 	if flags.NArg() > 1 {
 		flags.Usage()
@@ -135,6 +132,8 @@ func openLocalBucket(dir string) (*bucket.Bucket, error) {
 // countFailures counts the on-failure records the local cloud wrote under <dir>/failures/.
 func countFailures(dir string) int {
 	n := 0
+	// The callback never returns an error, so neither does the walk: a missing or unreadable folder
+	// counts as no records.
 	_ = filepath.WalkDir(filepath.Join(dir, "failures"), func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && strings.HasSuffix(d.Name(), ".json") {
 			n++

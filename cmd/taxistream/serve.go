@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/taxistream/taxistream/internal/local"
 	"github.com/taxistream/taxistream/internal/local/wire"
+	"github.com/taxistream/taxistream/internal/obs"
 )
 
 // startServe serves the local cloud's bucket and stream on addr over the AWS wire protocols (`local
@@ -21,7 +21,7 @@ func startServe(cloud *local.Cloud, addr string, stderr io.Writer) (stop func(),
 		Bucket:    cloud.Bucket,
 		Stream:    cloud.Stream,
 		UploadDir: filepath.Join(filepath.Dir(cloud.Bucket.Dir()), "uploads"),
-		Logger:    slog.New(slog.NewJSONHandler(cloud.Logs(), nil)).With("service", "wire"),
+		Logger:    obs.NewLogger(cloud.Logs(), "INFO").With("service", "wire"), // the shape of the functions' lines in the same log
 	})
 	if err != nil {
 		return nil, err

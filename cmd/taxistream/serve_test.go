@@ -126,7 +126,7 @@ func TestLocalServe(t *testing.T) {
 		t.Errorf("the server still answers after the command stopped")
 	}
 	logs, _ := os.ReadFile(filepath.Join(dir, "cloud", "logs", "functions.log"))
-	if !bytes.Contains(logs, []byte(`"msg":"wire request"`)) {
+	if !bytes.Contains(logs, []byte(`"message":"wire request"`)) {
 		t.Error("the requests served are not in functions.log")
 	}
 }

@@ -135,8 +135,11 @@ func TestBootstrapUnderRIE(t *testing.T) {
 	if n := strings.Count(rie.Stdout(), `"CompactionRuns":1`); n != 2 {
 		t.Errorf("%d EMF lines with CompactionRuns, want 2 (one per invocation)\n%s", n, rie.Stdout())
 	}
-	if !strings.Contains(rie.Stdout(), `"msg":"compaction"`) {
+	if !strings.Contains(rie.Stdout(), `"message":"compaction"`) {
 		t.Errorf("no JSON \"compaction\" log line in the function's output:\n%s", rie.Stdout())
+	}
+	if bad := rie.LogLinesWithoutRequestID(); len(bad) > 0 {
+		t.Errorf("log lines without the invocation's requestId:\n%s", strings.Join(bad, "\n"))
 	}
 	if d, ok := rie.InitDuration(); ok {
 		t.Logf("CompactFunction INIT under the RIE: %v", d)

@@ -208,9 +208,10 @@ func convertLocally(t *testing.T, data []byte, key, version string) localRun {
 	return run
 }
 
-// compareStream checks that the stream holds exactly the local records, each once, with the same bytes
-// and the configured partition key (pu_location_id).
-func compareStream(t *testing.T, got []streamRecord, want localRun) {
+// compareStream checks that the stream holds exactly the local records, with the same bytes and the
+// configured partition key (pu_location_id): each once, except for at most possibleDuplicates extra
+// copies (the ingest contract: what is sent after a checkpoint may be sent again, and is counted).
+func compareStream(t *testing.T, got []streamRecord, want localRun, possibleDuplicates int64) {
 	t.Helper()
 	seen := map[string]int{}
 	for _, r := range got {
@@ -228,14 +229,16 @@ func compareStream(t *testing.T, got []streamRecord, want localRun) {
 		}
 	}
 	var dups []string
+	extra := 0
 	for id, n := range seen {
 		if n > 1 {
 			dups = append(dups, fmt.Sprintf("%s×%d", id, n))
+			extra += n - 1
 		}
 	}
-	if len(dups) > 0 {
+	if int64(extra) > possibleDuplicates {
 		slices.Sort(dups)
-		t.Errorf("%d record_ids more than once in the stream: %v", len(dups), dups)
+		t.Errorf("%d extra copies in the stream, %d counted as possible duplicates: %v", extra, possibleDuplicates, dups)
 	}
 	missing := 0
 	for id := range want.records {
@@ -243,7 +246,7 @@ func compareStream(t *testing.T, got []streamRecord, want localRun) {
 			missing++
 		}
 	}
-	if missing > 0 || len(got) != len(want.records) {
+	if missing > 0 || len(seen) != len(want.records) {
 		t.Errorf("stream has %d user records (%d distinct), local convert %d; %d missing", len(got), len(seen), len(want.records), missing)
 	}
 }
@@ -370,7 +373,7 @@ func TestBootstrapUnderRIE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	p := startPeers(t)
 	const stream = "taxistream-rie"
@@ -449,7 +452,7 @@ func TestBootstrapUnderRIE(t *testing.T) {
 		}
 
 		got := p.readStream(t, ctx, stream)
-		compareStream(t, got, want)
+		compareStream(t, got, want, m.Counts.PossibleDuplicates)
 		shards := map[string]int{}
 		for _, r := range got {
 			shards[r.Shard]++
@@ -465,12 +468,15 @@ func TestBootstrapUnderRIE(t *testing.T) {
 		// Outputs: the JSON summary log line and the EMF line of this invocation.
 		var summary, emf map[string]any
 		for _, l := range jsonLines(rie.Stdout()) {
-			if l["msg"] == "ingest summary" {
+			if l["message"] == "ingest summary" {
 				summary = l
 			}
 			if _, ok := l["_aws"]; ok {
 				emf = l
 			}
+		}
+		if bad := rie.LogLinesWithoutRequestID(); len(bad) > 0 {
+			t.Errorf("log lines without the invocation's requestId:\n%s", strings.Join(bad, "\n"))
 		}
 		if summary == nil {
 			t.Errorf("no JSON \"ingest summary\" log line in the function's output:\n%s", rie.Stdout())
@@ -542,24 +548,37 @@ func TestBootstrapUnderRIE(t *testing.T) {
 }
 
 // Continuations: the function timeout (AWS_LAMBDA_FUNCTION_TIMEOUT, which the emulator turns into the
-// invoke deadline) minus DEADLINE_MARGIN leaves each invocation a one-second reading window, and the
-// object is several times what one window can send: without KPL aggregation every row is one Kinesis
-// record, and the producer paces a shard to the Kinesis write limit of 1,000 records/s, so Put blocks
-// and the read loop reaches the stop point. (With aggregation the whole file fits in the producer's
-// buffer and is read long before the stop point; only the final flush would take time.) Each invocation
-// must checkpoint, hand over with an asynchronous Invoke of itself carrying a continuation event, and the
-// next must resume with a ranged GET at the checkpoint. The events the fake Lambda received are run on
-// the bootstrap in turn, as Lambda would; the union of what every invocation sent must be the local
-// convert's records, each exactly once. Where the cuts fall depends on timing; what is asserted does not.
+// invoke deadline) minus DEADLINE_MARGIN leaves each invocation a two-second reading window, and the
+// object is more than one window can read: without KPL aggregation every row is one Kinesis record, the
+// producer paces a shard to the Kinesis write limit of 1,000 records/s and Put blocks while it waits, so
+// the read loop reaches the stop point however fast the machine is. Each invocation must then checkpoint and hand over with an asynchronous Invoke of itself
+// carrying a continuation event, and the next must resume with a ranged GET at the checkpoint.
+//
+// What is asserted is the ingest contract, not a timing (docs/testing.md): on a loaded machine the
+// hand-over flush may not finish within the margin (kinesis-mock answers slowly); the invocation then
+// releases the object at its last checkpoint and returns an error, and Lambda's retry of the same event
+// resumes there. So every invocation either hands over (one continuation Invoke), finishes, or fails
+// with the object released and no Invoke, and the test re-sends what Lambda would: the continuation
+// event, or the same event after an error. At the end the manifest is done, every row was read once by
+// the invocations that committed, and the stream holds every record of the local convert, each once
+// except for extra copies counted as possible duplicates in the manifest.
 const (
-	// continuationRepeat copies of the sample's rows (2,660) are more than one invocation can send on one
-	// shard whatever the machine's speed: 1,000 (the pacer's full bucket) + 1,000 (one second of refill)
-	// + fewer than 500 waiting for a full request, so at least one continuation always happens.
-	continuationRepeat  = 10
-	continuationTimeout = "3"  // AWS_LAMBDA_FUNCTION_TIMEOUT, whole seconds
-	continuationMargin  = "2s" // DEADLINE_MARGIN: leaves a 1 s reading window; covers the final flush of < 1,000 records
-	continuationLinks   = 20   // bound on the chain length in this test
-	continuationKey     = "raw/2020/yellow_rides_2020-07_x10.csv"
+	// continuationRepeat copies of the sample's rows (3,192) are more than one invocation can read on
+	// one shard whatever the machine's speed: Put writes as soon as 500 records wait, and the pacer lets
+	// at most 100 (its burst) + 2,000 (two seconds of refill) through in the 2 s window, so at most
+	// ~2,600 rows are read and at least one continuation always happens.
+	continuationRepeat = 12
+	// AWS_LAMBDA_FUNCTION_TIMEOUT (whole seconds) and DEADLINE_MARGIN: a 2 s reading window, then up to
+	// 23 s for the flush and 5 s kept for the manifest and the Invoke. On an idle machine an invocation
+	// takes the window plus a fraction of a second; the long margin only matters under load, where
+	// kinesis-mock may take seconds per request (two sessions' full test suites and a busy loop on a
+	// 2-core machine made a 6 s flush budget fail ten times in a row).
+	continuationTimeout = "30"
+	continuationMargin  = "28s"
+	// continuationInvokes bounds the invocations of the chain, retries included (Lambda itself retries
+	// an asynchronous event twice, then sends it to the failure destination; a replay finishes it).
+	continuationInvokes = 15
+	continuationKey     = "raw/2020/yellow_rides_2020-07_x12.csv"
 )
 
 func testContinuationChain(t *testing.T, ctx context.Context, p *peers, bootstrap string, sample []byte) {
@@ -567,8 +586,9 @@ func testContinuationChain(t *testing.T, ctx context.Context, p *peers, bootstra
 	etag := p.s3.Put(t, eventBucket, continuationKey, body)
 	version := strings.Trim(etag, `"`)
 	want := convertLocally(t, body, continuationKey, version)
-	if got := len(want.records) + want.rejected; got != sampleRows*continuationRepeat {
-		t.Fatalf("local convert of the repeated file: %d rows, want %d", got, sampleRows*continuationRepeat)
+	totalRows := int64(sampleRows * continuationRepeat)
+	if got := int64(len(want.records) + want.rejected); got != totalRows {
+		t.Fatalf("local convert of the repeated file: %d rows, want %d", got, totalRows)
 	}
 	const stream = "taxistream-rie-continuation"
 	p.createStream(t, ctx, stream, 1)
@@ -582,42 +602,63 @@ func testContinuationChain(t *testing.T, ctx context.Context, p *peers, bootstra
 		t.Fatalf("warm-up Invoke: %v (body %s)", err, b)
 	}
 	p.lambda.take()
+	mkey := ingest.ManifestKey(continuationKey, version, "")
 
 	payload := s3PutEvent(t, etag, len(body), continuationKey)
 	var outcomes []string
 	var rows int64
-	for link := 0; ; link++ {
-		if link == continuationLinks {
-			t.Fatalf("object not done after %d invocations (outcomes %v)", link, outcomes)
+	handovers, released := 0, 0
+	for {
+		if len(outcomes) == continuationInvokes {
+			t.Fatalf("object not done after %d invocations (outcomes %v)", len(outcomes), outcomes)
 		}
 		resp, err := rie.Invoke(ctx, payload)
+		calls := p.lambda.take()
 		if err != nil {
-			t.Fatalf("invocation %d: %v (body %s)", link, err, resp)
+			// Allowed by the contract only as a release: the manifest is running, its lease given back
+			// (not failed, not held), and nothing was handed over. Lambda retries the same event.
+			var fe *testpeers.FunctionError
+			if !errors.As(err, &fe) || fe.Type == "Sandbox.Timedout" {
+				t.Fatalf("invocation %d: %v (body %s); want a result or a function error that released the object", len(outcomes), err, resp)
+			}
+			m := manifest(t, p.s3, mkey)
+			if m.Status != ingest.StatusRunning || !strings.HasPrefix(m.Reason, "released after error") || m.LeaseUntil.After(time.Now()) {
+				t.Fatalf("invocation %d failed (%v) but the manifest is %s (%s), lease until %v: want running and released", len(outcomes), err, m.Status, m.Reason, m.LeaseUntil)
+			}
+			if len(calls) != 0 {
+				t.Errorf("invocation %d failed and also invoked Lambda: %+v", len(outcomes), calls)
+			}
+			outcomes = append(outcomes, ingest.OutcomeReleased)
+			released++
+			t.Logf("invocation %d released the object at its checkpoint (%v); retrying the event as Lambda does", len(outcomes)-1, fe.Message)
+			continue
 		}
 		res := result(t, resp)
 		if len(res.Objects) != 1 {
-			t.Fatalf("invocation %d: %d objects in %s", link, len(res.Objects), resp)
+			t.Fatalf("invocation %d: %d objects in %s", len(outcomes), len(res.Objects), resp)
 		}
 		o := res.Objects[0]
 		outcomes = append(outcomes, o.Outcome)
 		rows += o.RowsRead
-		if o.Continuation != link {
-			t.Errorf("invocation %d: continuation %d in the response, want %d", link, o.Continuation, link)
+		if o.Continuation != handovers {
+			t.Errorf("invocation %d: continuation %d in the response, want %d", len(outcomes)-1, o.Continuation, handovers)
 		}
-		calls := p.lambda.take()
 		if o.Outcome == ingest.OutcomeDone {
 			if len(calls) != 0 {
 				t.Errorf("the last invocation also invoked Lambda: %+v", calls)
 			}
 			break
 		}
-		if o.Outcome != ingest.OutcomeContinued || o.RowsRead == 0 {
-			t.Fatalf("invocation %d: outcome %s (%s) after %d rows, want continued with rows read (outcomes so far %v)",
-				link, o.Outcome, o.Reason, o.RowsRead, outcomes)
+		// A continuation may have read nothing when opening the object took the whole window (load):
+		// it hands over what it was given, which the contract allows (MAX_CONTINUATIONS bounds it).
+		if o.Outcome != ingest.OutcomeContinued {
+			t.Fatalf("invocation %d: outcome %s (%s) after %d rows, want continued (outcomes so far %v)",
+				len(outcomes)-1, o.Outcome, o.Reason, o.RowsRead, outcomes)
 		}
 		if len(calls) != 1 {
-			t.Fatalf("invocation %d handed over with %d Lambda invokes, want 1: %+v", link, len(calls), calls)
+			t.Fatalf("invocation %d handed over with %d Lambda invokes, want 1: %+v", len(outcomes)-1, len(calls), calls)
 		}
+		handovers++
 		c := calls[0]
 		if c.Function != functionName || c.InvocationType != "Event" {
 			t.Errorf("continuation sent to %q with invocation type %q, want %q and Event", c.Function, c.InvocationType, functionName)
@@ -627,27 +668,31 @@ func testContinuationChain(t *testing.T, ctx context.Context, p *peers, bootstra
 			t.Fatalf("continuation payload %s: %v", c.Payload, err)
 		}
 		if ev.Kind != ingest.KindContinuation || ev.Bucket != eventBucket || ev.Key != continuationKey ||
-			strings.Trim(ev.ETag, `"`) != version || ev.Continuation != link+1 {
+			strings.Trim(ev.ETag, `"`) != version || ev.Continuation != handovers {
 			t.Errorf("continuation event %+v, want kind continuation, s3://%s/%s, etag %s, continuation %d",
-				ev, eventBucket, continuationKey, version, link+1)
+				ev, eventBucket, continuationKey, version, handovers)
 		}
 		payload = c.Payload
 	}
-	t.Logf("%d rows in %d invocations: %v", rows, len(outcomes), outcomes)
-	if len(outcomes) < 2 {
-		t.Fatalf("the object was done in one invocation: no continuation was exercised (raise continuationRepeat)")
+	t.Logf("%d rows in %d invocations (%d hand-overs, %d released and retried): %v", rows, len(outcomes), handovers, released, outcomes)
+	if handovers == 0 {
+		t.Fatalf("the object was done without a hand-over: no continuation was exercised (raise continuationRepeat)")
 	}
-	if rows != int64(sampleRows*continuationRepeat) {
-		t.Errorf("the invocations read %d rows in all, want %d", rows, sampleRows*continuationRepeat)
+	if rows != totalRows {
+		t.Errorf("the invocations that committed read %d rows in all, want %d", rows, totalRows)
 	}
-	m := manifest(t, p.s3, ingest.ManifestKey(continuationKey, version, ""))
-	if m.Status != ingest.StatusDone || m.Continuations != len(outcomes)-1 || m.Claims != len(outcomes) ||
-		m.Counts.RowsRead != int64(sampleRows*continuationRepeat) || m.Counts.RowsRead != m.Counts.RecordsSent+m.Counts.Rejected {
+	m := manifest(t, p.s3, mkey)
+	if m.Status != ingest.StatusDone || m.Continuations != handovers || m.Claims != len(outcomes) ||
+		m.Counts.RowsRead != totalRows || m.Counts.RowsRead != m.Counts.RecordsSent+m.Counts.Rejected {
 		t.Errorf("manifest: status %s, continuations %d, claims %d, counts %+v; want done, %d, %d, %d rows = sent + rejected",
-			m.Status, m.Continuations, m.Claims, m.Counts, len(outcomes)-1, len(outcomes), sampleRows*continuationRepeat)
+			m.Status, m.Continuations, m.Claims, m.Counts, handovers, len(outcomes), totalRows)
+	}
+	if released == 0 && m.Counts.PossibleDuplicates != 0 {
+		t.Errorf("no invocation released the object, yet %d possible duplicates", m.Counts.PossibleDuplicates)
 	}
 
-	// Every invocation after the first resumed with a ranged GET from its checkpoint, at increasing offsets.
+	// Every invocation read the object with one GET: the first (and its retries before a checkpoint)
+	// from the start, the others with a range from their checkpoint, at row starts that never go back.
 	var ranges []string
 	for _, r := range p.s3.Requests("/" + eventBucket + "/" + continuationKey) {
 		if r.Method == http.MethodGet {
@@ -659,14 +704,17 @@ func testContinuationChain(t *testing.T, ctx context.Context, p *peers, bootstra
 	}
 	last := int64(0)
 	for _, r := range ranges[1:] {
+		if r == "" && last == 0 {
+			continue // a retry before the first checkpoint
+		}
 		var off int64
-		if _, err := fmt.Sscanf(r, "bytes=%d-", &off); err != nil || off <= last || off >= int64(len(body)) || body[off-1] != '\n' {
-			t.Errorf("ranged GET %q: want bytes=<offset>- at the start of a row, after %d", r, last)
+		if _, err := fmt.Sscanf(r, "bytes=%d-", &off); err != nil || off < last || off >= int64(len(body)) || body[off-1] != '\n' {
+			t.Errorf("ranged GET %q: want bytes=<offset>- at the start of a row, not before %d", r, last)
 		}
 		last = off
 	}
 
-	compareStream(t, p.readStream(t, ctx, stream), want)
+	compareStream(t, p.readStream(t, ctx, stream), want, m.Counts.PossibleDuplicates)
 }
 
 // repeatRows returns the CSV's header followed by its data rows n times (LF line ends).

@@ -225,8 +225,11 @@ func TestBootstrapUnderRIE(t *testing.T) {
 		if len(emf) != 1 || emf[0]["RecordsIn"] != float64(3) || emf[0]["UserRecords"] != float64(4) || emf[0]["TripsValid"] != float64(4) {
 			t.Errorf("EMF lines %v, want one with RecordsIn 3, UserRecords 4, TripsValid 4", emf)
 		}
-		if !strings.Contains(rie.Stdout(), `"msg":"process batch"`) {
+		if !strings.Contains(rie.Stdout(), `"message":"process batch"`) {
 			t.Errorf("no JSON \"process batch\" log line in the function's output")
+		}
+		if bad := rie.LogLinesWithoutRequestID("zone lookup loaded"); len(bad) > 0 {
+			t.Errorf("log lines without the invocation's requestId:\n%s", strings.Join(bad, "\n"))
 		}
 
 		// A retried batch overwrites its objects instead of adding rows.

@@ -19,7 +19,7 @@ import (
 
 func main() {
 	cfg, err := config.Load(os.Getenv, config.Replay)
-	log := obs.NewLogger(os.Stderr, cfg.LogLevel)
+	log := obs.NewFormatLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		log.Error("loading config", "error", err.Error())
 		os.Exit(1)

@@ -173,10 +173,13 @@ func TestBootstrapUnderRIE(t *testing.T) {
 		if conts := assertHandOffs(t, lam.invocations(), yellow, resp.ReplayID); len(conts) != 0 {
 			t.Errorf("%d continuations, want none", len(conts))
 		}
-		for _, want := range []string{`"msg":"replay"`, `"ObjectsHandedOff":12`} {
+		for _, want := range []string{`"message":"replay"`, `"ObjectsHandedOff":12`} {
 			if !strings.Contains(rie.Stdout(), want) {
 				t.Errorf("the function's output lacks %s:\n%s", want, rie.Stdout())
 			}
+		}
+		if bad := rie.LogLinesWithoutRequestID(); len(bad) > 0 {
+			t.Errorf("log lines without the invocation's requestId:\n%s", strings.Join(bad, "\n"))
 		}
 		if d, ok := rie.InitDuration(); !ok || d <= 0 {
 			t.Errorf("no init duration in the emulator's log")

@@ -152,8 +152,10 @@ func coldStartOnce(ctx context.Context, rie, bootstrap, fn string, payload []byt
 		return 0, fmt.Errorf("starting %s: %w", rie, err)
 	}
 	exited := make(chan struct{})
+	// The exit status is not measured (it is stopped by a signal): only that it is gone.
 	go func() { _ = cmd.Wait(); close(exited) }()
 	defer func() {
+		// Kill fails only when the group has exited already; the wait below tells either way.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-exited:

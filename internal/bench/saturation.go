@@ -4,8 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/local/stream"
 	"github.com/taxistream/taxistream/internal/producer"
 )
@@ -94,11 +99,16 @@ func Saturate(ctx context.Context, o SaturationOptions) (SaturationResult, error
 	if err != nil {
 		return SaturationResult{}, err
 	}
-	s, err := stream.New(stream.Config{Name: "bench-saturation", ShardCount: 1, MaxBytes: 64 << 20})
+	// The stream counts its limits in the Unix second of its clock: w records, for each PutRecords, the
+	// second the stream itself used, so what is measured is exactly what the stream stored in whole
+	// windows, however late this process gets to run on a loaded machine.
+	w := &windowCounter{}
+	s, err := stream.New(stream.Config{Name: "bench-saturation", ShardCount: 1, MaxBytes: 64 << 20, Now: w.now})
 	if err != nil {
 		return SaturationResult{}, err
 	}
-	p, err := producer.New(ctx, s, producer.Config{StreamName: "bench-saturation", Aggregate: o.Aggregate})
+	w.Stream = s
+	p, err := producer.New(ctx, w, producer.Config{StreamName: "bench-saturation", Aggregate: o.Aggregate})
 	if err != nil {
 		return SaturationResult{}, err
 	}
@@ -106,33 +116,14 @@ func Saturate(ctx context.Context, o SaturationOptions) (SaturationResult, error
 	start := time.Now().Truncate(time.Second) // the window the first Put falls in
 	t0 := time.Now().Add(o.Warmup).Truncate(time.Second).Add(time.Second)
 	t1 := t0.Add(secs * time.Second)
+	w.t0, w.t1 = t0.Unix(), t1.Unix()
 
-	// The stream is safe for concurrent use: snapshot its counters at the window boundaries from here,
-	// while the producer (not safe for concurrent use) runs alone in the loop below. The run has no
-	// deadline (the producer would give up a backoff that passes it); it is cancelled at t1.
+	// The run has no deadline (the producer would give up a backoff that passes it); it is cancelled
+	// once t1 has passed (a late cancel only writes more outside the measured windows).
 	putCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		wg     sync.WaitGroup
-		s0, s1 stream.Stats
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer cancel()
-		select {
-		case <-time.After(time.Until(t0)):
-		case <-putCtx.Done():
-			return
-		}
-		s0 = s.Stats()
-		select {
-		case <-time.After(time.Until(t1)):
-		case <-putCtx.Done():
-			return
-		}
-		s1 = s.Stats()
-	}()
+	stopAtT1 := time.AfterFunc(time.Until(t1), cancel)
+	defer stopAtT1.Stop()
 	var putErr error
 	for i := 0; ; i++ {
 		r := recs[i%len(recs)]
@@ -146,39 +137,92 @@ func Saturate(ctx context.Context, o SaturationOptions) (SaturationResult, error
 	}
 	cancel()
 	_, _ = p.Flush(putCtx) // drops what is still buffered: the measured interval is over
-	wg.Wait()
 	if putErr != nil {
 		return SaturationResult{}, fmt.Errorf("putting: %w", putErr)
 	}
 	if err := ctx.Err(); err != nil {
 		return SaturationResult{}, err
 	}
+	in, run := w.totals()
 
 	ps := p.Stats()
 	d := float64(secs)
 	res := SaturationResult{
 		Aggregate:     o.Aggregate,
 		Seconds:       d,
-		BytesPerSec:   float64(s1.BytesStored-s0.BytesStored) / d,
-		RecordsPerSec: float64(s1.RecordsStored-s0.RecordsStored) / d,
-		Throttled:     s1.Throttled - s0.Throttled,
+		BytesPerSec:   float64(in.bytes) / d,
+		RecordsPerSec: float64(in.records) / d,
+		Throttled:     in.throttled,
 		Producer:      ps,
 	}
 	res.MiBPerSec = res.BytesPerSec / (1 << 20)
-	res.ByteShare = res.BytesPerSec / producer.ShardBytesPerSecond
-	res.RecordShare = res.RecordsPerSec / producer.ShardRecordsPerSecond
-	res.Entries = s1.RecordsStored - s0.RecordsStored + res.Throttled
+	res.ByteShare = res.BytesPerSec / kinesislimit.ShardWriteBytesPerSecond
+	res.RecordShare = res.RecordsPerSec / kinesislimit.ShardWriteRecordsPerSecond
+	res.Entries = in.records + in.throttled
 	if res.Entries > 0 {
 		res.ThrottledShare = float64(res.Throttled) / float64(res.Entries)
 	}
 	if res.RunSeconds = t1.Sub(start).Seconds(); res.RunSeconds > 0 {
-		res.RunByteShare = float64(s1.BytesStored) / res.RunSeconds / producer.ShardBytesPerSecond
+		res.RunByteShare = float64(run.bytes) / res.RunSeconds / kinesislimit.ShardWriteBytesPerSecond
 	}
-	if n := s1.RecordsStored + s1.Throttled; n > 0 {
-		res.RunThrottledShare = float64(s1.Throttled) / float64(n)
+	if n := run.records + run.throttled; n > 0 {
+		res.RunThrottledShare = float64(run.throttled) / float64(n)
 	}
 	if ps.KinesisRecords > 0 {
 		res.TripsPerSec = res.RecordsPerSec * float64(ps.UserRecords) / float64(ps.KinesisRecords)
 	}
 	return res, nil
+}
+
+// windowCounter wraps the local stream for the producer and adds up, per PutRecords, what the stream
+// stored and throttled, by the Unix second the stream's clock gave that request: in [t0, t1) (the
+// measured windows) and before t1 (the whole run). The producer calls it from one goroutine.
+type windowCounter struct {
+	*stream.Stream
+	t0, t1 int64
+	last   atomic.Int64 // Unix second of the stream's latest clock reading
+	mu     sync.Mutex
+	in     windowTotals
+	run    windowTotals
+}
+
+type windowTotals struct{ records, bytes, throttled int64 }
+
+func (w *windowCounter) now() time.Time {
+	t := time.Now()
+	w.last.Store(t.Unix())
+	return t
+}
+
+func (w *windowCounter) PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error) {
+	out, err := w.Stream.PutRecords(ctx, in, optFns...)
+	if err != nil {
+		return out, err
+	}
+	sec := w.last.Load() // the reading of this request: PutRecords reads the clock once, under its lock
+	var t windowTotals
+	for i, r := range out.Records {
+		switch {
+		case r.ErrorCode == nil:
+			t.records++
+			t.bytes += int64(len(in.Records[i].Data) + len(aws.ToString(in.Records[i].PartitionKey)))
+		case *r.ErrorCode == "ProvisionedThroughputExceededException":
+			t.throttled++
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if sec < w.t1 {
+		w.run.records, w.run.bytes, w.run.throttled = w.run.records+t.records, w.run.bytes+t.bytes, w.run.throttled+t.throttled
+		if sec >= w.t0 {
+			w.in.records, w.in.bytes, w.in.throttled = w.in.records+t.records, w.in.bytes+t.bytes, w.in.throttled+t.throttled
+		}
+	}
+	return out, nil
+}
+
+func (w *windowCounter) totals() (in, run windowTotals) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.in, w.run
 }

@@ -2,8 +2,6 @@ package compact
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
 )
 
 // Defaults of Options.
@@ -221,9 +220,7 @@ type run struct {
 
 // NewRunID returns a run id: the UTC time and 8 random hex digits (sortable, unique).
 func NewRunID(now time.Time) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24)
-	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+	return now.UTC().Format("20060102T150405Z") + "-" + uuid.NewString()[:8]
 }
 
 // Run compacts the partitions of req. Problems with one partition are reported in Result.Errors and
@@ -360,10 +357,10 @@ func (r *run) inRange(d string) bool {
 		(r.req.StartAfter == "" || d > r.req.StartAfter)
 }
 
-func (r *run) errorf(format string, args ...any) {
+func (r *run) errorf(ctx context.Context, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	r.res.Errors = append(r.res.Errors, msg)
-	r.c.opts.Log.Warn("compaction problem", "run_id", r.req.RunID, "error", msg)
+	r.c.opts.Log.WarnContext(ctx, "compaction problem", "run_id", r.req.RunID, "error", msg)
 }
 
 // partition compacts one partition whose objects (in key order) were listed.
@@ -371,13 +368,13 @@ func (r *run) partition(ctx context.Context, date string, objs []Object) error {
 	r.res.Partitions++
 	if r.pending[date] {
 		if r.req.DryRun {
-			r.errorf("%s: an unfinished plan exists (%s); a run recovers it", date, PlanKey(date))
+			r.errorf(ctx, "%s: an unfinished plan exists (%s); a run recovers it", date, PlanKey(date))
 			r.countFiles(objs, nil, nil)
 			return nil
 		}
 		recovered, err := r.recover(ctx, date)
 		if err != nil {
-			r.errorf("%s: recovering its plan: %v", date, err)
+			r.errorf(ctx, "%s: recovering its plan: %v", date, err)
 			r.countFiles(objs, nil, nil)
 			return nil
 		}
@@ -457,7 +454,7 @@ func (r *run) partition(ctx context.Context, date string, objs []Object) error {
 			r.res.CutShort = true
 			return errStop
 		default:
-			r.errorf("%s: %v", date, err)
+			r.errorf(ctx, "%s: %v", date, err)
 			return nil
 		}
 	}

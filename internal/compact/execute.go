@@ -12,6 +12,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/taxistream/taxistream/internal/s3object"
 )
 
 var (
@@ -36,7 +38,7 @@ func (r *run) execute(ctx context.Context, date string, sources, exclusions []Ob
 	}
 	p.TargetPrefix = PartitionPrefix(date) + targetTag + p.ID + "-"
 	etag, err := r.m.put(ctx, p, "")
-	if isPreconditionFailed(err) {
+	if s3object.IsPreconditionFailed(err) {
 		return nil, nil, errBusy
 	}
 	if err != nil {
@@ -52,10 +54,10 @@ func (r *run) execute(ctx context.Context, date string, sources, exclusions []Ob
 	if err != nil {
 		r.res.Aborted++
 		if rbErr := r.rollback(ctx, p, etag); rbErr != nil {
-			log.Error("rolling back a plan failed; a later run recovers it", "error", rbErr.Error())
+			log.ErrorContext(ctx, "rolling back a plan failed; a later run recovers it", "error", rbErr.Error())
 			err = errors.Join(err, rbErr)
 		} else {
-			log.Warn("plan rolled back", "reason", err.Error())
+			log.WarnContext(ctx, "plan rolled back", "reason", err.Error())
 		}
 		if workCtx.Err() != nil && ctx.Err() == nil {
 			return nil, nil, errDeadline
@@ -91,7 +93,7 @@ func (r *run) execute(ctx context.Context, date string, sources, exclusions []Ob
 	r.res.Duplicates += op.Duplicates
 	r.res.BytesRead += op.BytesIn
 	r.res.BytesWritten += op.BytesOut
-	log.Info("partition compacted", "sources", len(sources), "targets", len(targets), "rows_in", op.RowsIn,
+	log.InfoContext(ctx, "partition compacted", "sources", len(sources), "targets", len(targets), "rows_in", op.RowsIn,
 		"rows_out", op.RowsOut, "duplicates", op.Duplicates, "bytes_in", op.BytesIn, "bytes_out", op.BytesOut,
 		"sources_changed", changed, "runs", op.Runs, "seconds", op.Seconds)
 	return deleted, targets, nil
@@ -259,7 +261,7 @@ func (r *run) fetch(ctx context.Context, sources []Object, fn func(Object, []byt
 // get reads one source, the version listed.
 func (r *run) get(ctx context.Context, o Object) ([]byte, error) {
 	out, err := r.c.store.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.c.opts.Bucket), Key: aws.String(o.Key), IfMatch: aws.String(o.ETag)})
-	if isNotFound(err) || isPreconditionFailed(err) {
+	if s3object.IsNotFound(err) || s3object.IsPreconditionFailed(err) {
 		return nil, fmt.Errorf("%w: s3://%s/%s: %v", errSourceGone, r.c.opts.Bucket, o.Key, err)
 	}
 	if err != nil {
@@ -291,11 +293,11 @@ func (r *run) deleteSources(ctx context.Context, p *Plan) (deleted []Object, cha
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
-			case err == nil || isNotFound(err):
+			case err == nil || s3object.IsNotFound(err):
 				deleted = append(deleted, o)
-			case isPreconditionFailed(err):
+			case s3object.IsPreconditionFailed(err):
 				changed++
-				r.c.opts.Log.Warn("source rewritten after it was merged; kept", "key", o.Key, "plan_id", p.ID)
+				r.c.opts.Log.WarnContext(ctx, "source rewritten after it was merged; kept", "key", o.Key, "plan_id", p.ID)
 			default:
 				errs = append(errs, fmt.Errorf("deleting s3://%s/%s: %w", r.c.opts.Bucket, o.Key, err))
 			}
@@ -321,7 +323,7 @@ func (r *run) rollback(ctx context.Context, p *Plan, etag string) error {
 		}
 	}
 	for _, k := range keys {
-		if _, err := r.c.store.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.c.opts.Bucket), Key: aws.String(k)}); err != nil && !isNotFound(err) {
+		if _, err := r.c.store.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.c.opts.Bucket), Key: aws.String(k)}); err != nil && !s3object.IsNotFound(err) {
 			return fmt.Errorf("deleting s3://%s/%s: %w", r.c.opts.Bucket, k, err)
 		}
 	}
@@ -340,7 +342,7 @@ func (r *run) recover(ctx context.Context, date string) (bool, error) {
 	}
 	now := r.c.opts.Now()
 	if p.RunID != r.req.RunID && now.Before(p.LeaseUntil) && !r.req.Takeover {
-		r.c.opts.Log.Info("partition busy: a compaction holds its plan", "partition", date, "plan_id", p.ID,
+		r.c.opts.Log.InfoContext(ctx, "partition busy: a compaction holds its plan", "partition", date, "plan_id", p.ID,
 			"lease_until", p.LeaseUntil.Format(time.RFC3339))
 		return false, nil
 	}
@@ -351,7 +353,7 @@ func (r *run) recover(ctx context.Context, date string) (bool, error) {
 			return false, err
 		}
 		r.res.RolledBack++
-		log.Info("unfinished plan rolled back")
+		log.InfoContext(ctx, "unfinished plan rolled back")
 	case StatusWritten:
 		_, changed, err := r.deleteSources(ctx, p)
 		r.res.SourcesChanged += changed
@@ -362,7 +364,7 @@ func (r *run) recover(ctx context.Context, date string) (bool, error) {
 			return false, err
 		}
 		r.res.RolledForward++
-		log.Info("unfinished plan finished")
+		log.InfoContext(ctx, "unfinished plan finished")
 	}
 	r.progress = true
 	return true, nil

@@ -11,6 +11,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/taxistream/taxistream/internal/s3object"
 )
 
 // Key layout.
@@ -112,7 +114,7 @@ type manifests struct {
 func (m manifests) get(ctx context.Context, date string) (*Plan, string, error) {
 	key := PlanKey(date)
 	out, err := m.store.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(m.bucket), Key: aws.String(key)})
-	if isNotFound(err) {
+	if s3object.IsNotFound(err) {
 		return nil, "", nil
 	}
 	if err != nil {
@@ -165,7 +167,7 @@ func (m manifests) put(ctx context.Context, p *Plan, etag string) (string, error
 func (m manifests) remove(ctx context.Context, date, etag string) error {
 	key := PlanKey(date)
 	_, err := m.store.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(m.bucket), Key: aws.String(key), IfMatch: aws.String(etag)})
-	if err != nil && !isNotFound(err) {
+	if err != nil && !s3object.IsNotFound(err) {
 		return fmt.Errorf("deleting plan s3://%s/%s: %w", m.bucket, key, err)
 	}
 	return nil

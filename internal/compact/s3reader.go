@@ -7,6 +7,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/taxistream/taxistream/internal/s3object"
 )
 
 // rangeReader reads one object version with ranged GETs (If-Match its ETag): the compactor reads the
@@ -28,7 +30,7 @@ func (r *rangeReader) ReadAt(p []byte, off int64) (int, error) {
 		Bucket: aws.String(r.bucket), Key: aws.String(r.obj.Key), IfMatch: aws.String(r.obj.ETag),
 		Range: aws.String(fmt.Sprintf("bytes=%d-%d", off, end)),
 	})
-	if isNotFound(err) || isPreconditionFailed(err) {
+	if s3object.IsNotFound(err) || s3object.IsPreconditionFailed(err) {
 		return 0, fmt.Errorf("%w: s3://%s/%s: %v", errSourceGone, r.bucket, r.obj.Key, err)
 	}
 	if err != nil {

@@ -38,6 +38,7 @@ type Config struct {
 	CompactTargetMB   int           // COMPACT_TARGET_FILE_MB (compact), default 128: size of the files a compaction writes
 	MetricsNamespace  string        // METRICS_NAMESPACE, default taxistream
 	LogLevel          string        // AWS_LAMBDA_LOG_LEVEL (LoggingConfig), else LOG_LEVEL, default INFO
+	LogFormat         string        // AWS_LAMBDA_LOG_FORMAT (LoggingConfig): JSON (the default here) or Text
 }
 
 // Load reads the settings of fn from getenv (os.Getenv in main) and returns every problem joined. It is
@@ -54,6 +55,7 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 		ZoneShapes:        strings.TrimSpace(getenv("ZONE_SHAPES")),
 		MetricsNamespace:  orDefault(getenv("METRICS_NAMESPACE"), "taxistream"),
 		LogLevel:          orDefault(getenv("AWS_LAMBDA_LOG_LEVEL"), orDefault(getenv("LOG_LEVEL"), "INFO")),
+		LogFormat:         orDefault(getenv("AWS_LAMBDA_LOG_FORMAT"), "JSON"),
 	}
 	var err error
 	if c.Aggregate, err = parseBool(getenv, "KPL_AGGREGATION", true); err != nil {

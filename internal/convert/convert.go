@@ -74,9 +74,6 @@ func (e *RowError) Error() string {
 }
 func (e *RowError) Unwrap() error { return e.Err }
 
-// ErrNotImplemented is returned by stubs that have not landed yet.
-var ErrNotImplemented = errors.New("not implemented")
-
 // RowReader is what every input format provides.
 type RowReader interface {
 	// Next returns the next record; a rejected row as a *RowError (call Next again); io.EOF at the end.

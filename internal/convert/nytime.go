@@ -101,20 +101,6 @@ func (w *wallTime) valid() bool {
 		w.min >= 0 && w.min < 60 && w.sec >= 0 && w.sec < 60 && len(w.frac) <= 9
 }
 
-func digits(s []byte) (int, bool) {
-	if len(s) == 0 {
-		return 0, false
-	}
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
-}
-
 func d2(s []byte, i int) (int, bool) {
 	a, b := s[i]-'0', s[i+1]-'0'
 	if a > 9 || b > 9 {

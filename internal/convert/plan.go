@@ -57,7 +57,7 @@ func jsonKey(name string) []byte {
 	name = strings.ToValidUTF8(name, "\ufffd") // a header in another encoding still gives valid JSON
 	k := make([]byte, 1, len(name)+40)         // slack for appendShort's word copies
 	k[0] = ','
-	k, _ = appendString(k, []byte(name))
+	k, _ = appendString(k, []byte(name)) // valid UTF-8 (ToValidUTF8 above): appendString cannot report a problem
 	return append(k, ':')
 }
 

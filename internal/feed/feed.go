@@ -9,16 +9,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 
 	"github.com/taxistream/taxistream/internal/convert"
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/producer"
 )
 
@@ -126,8 +130,8 @@ func Run(ctx context.Context, client producer.Client, inputs []Input, opts Optio
 	if opts.DryRun && opts.Out != nil {
 		out = bufio.NewWriterSize(opts.Out, 256<<10)
 	}
-	defer out.Flush()
 	var bytesBefore int64
+	var fatal error
 	for _, in := range inputs {
 		fs, err := feedOne(ctx, p, in, opts, limiter, out, &sum, start, bytesBefore)
 		bytesBefore += in.Size
@@ -141,10 +145,14 @@ func Run(ctx context.Context, client producer.Client, inputs []Input, opts Optio
 			break
 		}
 		if err != nil && errors.Is(err, errFatal) {
-			return finish(sum, p, start), err
+			fatal = err
+			break
 		}
 	}
-	return finish(sum, p, start), nil
+	if err := out.Flush(); err != nil {
+		fatal = errors.Join(fatal, fmt.Errorf("writing the records: %w", err))
+	}
+	return finish(sum, p, start), fatal
 }
 
 var errFatal = errors.New("producer failed")
@@ -226,7 +234,7 @@ func feedOne(ctx context.Context, p Producer, in Input, opts Options, limiter *r
 		// wait is cut short by Ctrl-C.
 		stopping := limiter != nil && limiter.Wait(ctx) != nil
 		if opts.DryRun {
-			out.Write(rec.JSON)
+			out.Write(rec.JSON) // an error sticks to the bufio.Writer: Run's final Flush returns it
 			pending++
 		} else {
 			key := partitionKey(rr, opts.PartitionKeyField)
@@ -265,11 +273,11 @@ func feedOne(ctx context.Context, p Producer, in Input, opts Options, limiter *r
 
 func partitionKey(rr convert.RowReader, field string) string {
 	if field != "" && field != "random" {
-		if v := rr.Value(field); v != "" && len(v) <= 256 {
+		if v := rr.Value(field); v != "" && utf8.RuneCountInString(v) <= kinesislimit.MaxPartitionKeyLength {
 			return v
 		}
 	}
-	return fmt.Sprintf("%032x", rand.Uint64()) // random: spreads rows evenly over the shards
+	return producer.RandomKey()
 }
 
 func open(ctx context.Context, in Input) (convert.RowReader, func(), error) {
@@ -337,12 +345,9 @@ func LocalInputs(args []string, stdin io.Reader) ([]Input, error) {
 		}
 		sort.Strings(matches)
 		for _, m := range matches {
-			fi, err := os.Stat(m)
+			fi, err := StatInput(m)
 			if err != nil {
 				return nil, err
-			}
-			if fi.IsDir() {
-				return nil, fmt.Errorf("%s is a directory (use a glob such as %s/*.csv)", m, m)
 			}
 			name := m
 			inputs = append(inputs, Input{
@@ -361,6 +366,38 @@ func LocalInputs(args []string, stdin io.Reader) ([]Input, error) {
 		}
 	}
 	return inputs, nil
+}
+
+// StatInput checks that name is an input file and returns its FileInfo; otherwise an error that
+// starts with name and says why: missing, a directory (use a glob), a symbolic link loop or to nothing,
+// a named pipe (reading one blocks until a writer comes, and an interrupt cannot stop it), a device or
+// socket, or not readable. Every command that takes files uses it, so that a mistake is reported
+// before anything starts.
+func StatInput(name string) (os.FileInfo, error) {
+	fi, err := os.Stat(name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if target, lerr := os.Readlink(name); lerr == nil {
+			return nil, fmt.Errorf("%s is a symbolic link to nothing (%s)", name, target)
+		}
+		return nil, fmt.Errorf("%s: no such file", name)
+	case errors.Is(err, syscall.ELOOP):
+		return nil, fmt.Errorf("%s is a symbolic link loop", name)
+	case err != nil:
+		return nil, err
+	case fi.IsDir():
+		return nil, fmt.Errorf("%s is a directory (use a glob such as %s/*.csv)", name, strings.TrimSuffix(name, "/"))
+	case fi.Mode()&fs.ModeNamedPipe != 0:
+		return nil, fmt.Errorf("%s is a named pipe (FIFO), not a file: copy it to a file first (convert also reads - from stdin)", name)
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file (a device or socket)", name)
+	}
+	f, err := os.Open(name) // a regular file: opening it cannot block
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	return fi, nil
 }
 
 func isARN(s string) bool { return len(s) > 4 && s[:4] == "arn:" }

@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/taxistream/taxistream/internal/convert"
+	"github.com/taxistream/taxistream/internal/s3object"
 )
 
 // ParseS3URI splits "s3://bucket/prefix" into bucket and prefix.
@@ -24,10 +23,19 @@ func ParseS3URI(uri string) (bucket, prefix string, err error) {
 	return u.Host, strings.TrimPrefix(u.Path, "/"), nil
 }
 
-// S3Inputs lists the trip files (.csv, .csv.gz, .parquet) under an s3://bucket/prefix. CSV objects are
-// streamed with GetObject; Parquet objects, which need random access, are downloaded to a temporary
-// file with the SDK's transfer manager first.
-func S3Inputs(ctx context.Context, client transfermanager.S3APIClient, uri string) ([]Input, error) {
+// S3Client is the part of *s3.Client S3Inputs uses.
+type S3Client interface {
+	s3.ListObjectsV2APIClient
+	s3object.Getter
+}
+
+var _ S3Client = (*s3.Client)(nil)
+
+// S3Inputs lists the trip files (.csv, .csv.gz, .parquet) under an s3://bucket/prefix. Each is read the
+// way IngestFunction reads it (internal/s3object), pinned to the ETag of the listing so that an object
+// replaced meanwhile is an error, never a mix of two versions: CSV objects are streamed with one GET,
+// Parquet objects, which need random access, through ranged GETs with a bounded block cache.
+func S3Inputs(ctx context.Context, client S3Client, uri string) ([]Input, error) {
 	bucket, prefix, err := ParseS3URI(uri)
 	if err != nil {
 		return nil, err
@@ -46,29 +54,16 @@ func S3Inputs(ctx context.Context, client transfermanager.S3APIClient, uri strin
 			}
 			etag := strings.Trim(aws.ToString(obj.ETag), `"`)
 			size := aws.ToInt64(obj.Size)
+			ref := s3object.Ref{Bucket: bucket, Key: key, ETag: etag}
 			inputs = append(inputs, Input{
 				Name:   "s3://" + bucket + "/" + key,
 				Size:   size,
 				Source: convert.Source{Bucket: bucket, Key: key, Version: etag},
 				Open: func(ctx context.Context) (io.ReadCloser, error) {
-					out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), IfMatch: aws.String(`"` + etag + `"`)})
-					if err != nil {
-						return nil, fmt.Errorf("getting s3://%s/%s: %w", bucket, key, err)
-					}
-					return out.Body, nil
+					return s3object.Open(ctx, client, ref, 0)
 				},
 				OpenAt: func(ctx context.Context) (io.ReaderAt, int64, io.Closer, error) {
-					f, err := os.CreateTemp("", "taxistream-*.parquet")
-					if err != nil {
-						return nil, 0, nil, err
-					}
-					rm := closerFunc(func() error { f.Close(); return os.Remove(f.Name()) })
-					tm := transfermanager.New(client)
-					if _, err := tm.DownloadObject(ctx, &transfermanager.DownloadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), WriterAt: f}); err != nil {
-						rm.Close()
-						return nil, 0, nil, fmt.Errorf("downloading s3://%s/%s: %w", bucket, key, err)
-					}
-					return f, size, rm, nil
+					return s3object.NewReaderAt(ctx, client, ref, size), size, nopCloser{}, nil
 				},
 			})
 		}
@@ -76,6 +71,7 @@ func S3Inputs(ctx context.Context, client transfermanager.S3APIClient, uri strin
 	return inputs, nil
 }
 
-type closerFunc func() error
+// nopCloser closes nothing: a ReaderAt holds no connection between its GETs.
+type nopCloser struct{}
 
-func (c closerFunc) Close() error { return c() }
+func (nopCloser) Close() error { return nil }

@@ -125,7 +125,9 @@ func Write(w io.Writer, opts Options) (Stats, error) {
 	var zw *gzip.Writer
 	out := w
 	if opts.Gzip {
-		zw, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
+		if zw, err = gzip.NewWriterLevel(w, gzip.BestSpeed); err != nil {
+			return st, fmt.Errorf("starting gzip: %w", err)
+		}
 		zw.ModTime = time.Time{} // deterministic bytes
 		out = zw
 	}

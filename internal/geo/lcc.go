@@ -21,9 +21,6 @@ type ellipsoid struct {
 	a, invF float64
 }
 
-// grs80 is the ellipsoid of NAD83 (and, to well under a millimetre, of WGS 84).
-var grs80 = ellipsoid{a: 6378137, invF: 298.257222101}
-
 func (el ellipsoid) e() float64 {
 	f := 1 / el.invF
 	return math.Sqrt(2*f - f*f)

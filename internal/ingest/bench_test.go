@@ -84,7 +84,6 @@ func BenchmarkHandleLargeObject(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		h.readers = testReaders()
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Add(1)

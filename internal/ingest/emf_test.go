@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"flag"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/taxistream/taxistream/internal/convert"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -41,7 +38,6 @@ func TestEMFGolden(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, nil)
 			e.clock.t = time.Date(2024, 5, 14, 9, 31, 7, 0, time.UTC) // frozen (step 0)
-			e.h.readers = readers{formatOf: fakeFormatOf, newCSV: newFakeCSV, newParquet: func(io.ReaderAt, int64, convert.Options) (convert.RowReader, error) { return nil, io.EOF }}
 			if err := tt.run(e); err != nil {
 				t.Fatal(err)
 			}

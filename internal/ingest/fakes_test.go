@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/md5"
@@ -15,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -25,7 +23,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/taxistream/taxistream/internal/convert"
 	"github.com/taxistream/taxistream/internal/producer"
 )
 
@@ -331,107 +328,6 @@ func (p *fakeProducer) Flush(ctx context.Context) ([]producer.Failure, error) {
 }
 
 func (p *fakeProducer) Stats() producer.Stats { return p.stats }
-
-// fakeCSV is a tiny stand-in for convert's CSV reader with the same contract: header on line 1, one row
-// per line, Checkpoint/Resume by byte offset. A row with non-empty fields beyond the header is rejected, invalid UTF-8 is
-// rejected, a read error is fatal. The record is {"row":N,"line":L,"pu_location_id":<first field>,"raw":...}.
-type fakeCSV struct {
-	r      *bufio.Reader
-	opts   convert.Options
-	cp     convert.Checkpoint
-	fields []string
-	stats  convert.Stats
-	buf    []byte
-	header bool
-}
-
-func newFakeCSV(r io.Reader, opts convert.Options) (convert.RowReader, error) {
-	f := &fakeCSV{r: bufio.NewReader(r), opts: opts}
-	if opts.Resume != nil {
-		f.cp = *opts.Resume
-		f.header = true
-	}
-	return f, nil
-}
-
-func (f *fakeCSV) readLine() (string, error) {
-	s, err := f.r.ReadString('\n')
-	if err == io.EOF && s != "" {
-		err = nil
-	}
-	if err != nil {
-		return "", err
-	}
-	f.cp.Offset += int64(len(s))
-	f.cp.Line++
-	f.stats.Bytes += int64(len(s))
-	return strings.TrimRight(s, "\r\n"), nil
-}
-
-func (f *fakeCSV) Next() (convert.Record, error) {
-	if !f.header {
-		h, err := f.readLine()
-		if err != nil {
-			return convert.Record{}, err
-		}
-		f.cp.Header = strings.Split(h, ",")
-		f.header = true
-	}
-	start := f.cp.Offset
-	line, err := f.readLine()
-	if err != nil {
-		return convert.Record{}, err
-	}
-	f.cp.Row++
-	f.stats.RowsRead++
-	fields := strings.Split(line, ",")
-	switch {
-	case len(fields) > len(f.cp.Header) && strings.Join(fields[len(f.cp.Header):], "") != "":
-		f.stats.Rejected++
-		return convert.Record{}, &convert.RowError{Line: f.cp.Line, Row: f.cp.Row, Column: len(f.cp.Header) + 1, Offset: start,
-			Code: "extra_fields", Detail: "more fields than the header", Raw: line}
-	case !utf8.ValidString(line):
-		f.stats.Rejected++
-		return convert.Record{}, &convert.RowError{Line: f.cp.Line, Row: f.cp.Row, Offset: start, Code: "invalid_utf8", Detail: "invalid UTF-8", Raw: strings.ToValidUTF8(line, "?")}
-	}
-	f.stats.Records++
-	f.fields = fields
-	b, _ := json.Marshal(map[string]any{"row": f.cp.Row, "line": f.cp.Line, "raw": line})
-	f.buf = append(b, '\n')
-	return convert.Record{JSON: f.buf, ID: fmt.Sprintf("%s/%s/%s/%d", f.opts.Source.Bucket, f.opts.Source.Key, f.opts.Source.Version, f.cp.Row),
-		Line: f.cp.Line, Row: f.cp.Row}, nil
-}
-
-// Value finds field in the header ignoring case and underscores (pu_location_id ~ PULocationID).
-func (f *fakeCSV) Value(field string) string {
-	want := strings.ReplaceAll(field, "_", "")
-	for i, h := range f.cp.Header {
-		if strings.EqualFold(strings.ReplaceAll(h, "_", ""), want) && i < len(f.fields) && f.fields[i] != "" {
-			return strconv.Quote(f.fields[i])
-		}
-	}
-	return ""
-}
-
-func (f *fakeCSV) Checkpoint() convert.Checkpoint {
-	cp := f.cp
-	cp.Header = append([]string(nil), cp.Header...)
-	return cp
-}
-func (f *fakeCSV) Stats() convert.Stats { return f.stats }
-
-func fakeFormatOf(name string) convert.Format {
-	n := strings.ToLower(name)
-	switch {
-	case strings.HasSuffix(n, ".csv"):
-		return convert.FormatCSV
-	case strings.HasSuffix(n, ".csv.gz"):
-		return convert.FormatGzipCSV
-	case strings.HasSuffix(n, ".parquet"):
-		return convert.FormatParquet
-	}
-	return convert.FormatUnknown
-}
 
 // fakeKinesis is a one-shard stream for the real producer. putRecords (when set) answers instead of
 // storing everything; stored collects the data of every entry the fake accepted.

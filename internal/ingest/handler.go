@@ -1,10 +1,7 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/google/uuid"
 
 	"github.com/taxistream/taxistream/internal/config"
 	"github.com/taxistream/taxistream/internal/obs"
@@ -319,9 +317,8 @@ func (inv *invocation) finish(ctx context.Context, res Result, err error, d time
 	} else {
 		inv.h.log.InfoContext(ctx, "ingest summary", attrs...)
 	}
-	var buf bytes.Buffer
-	if werr := m.Write(&buf); werr == nil {
-		_, _ = inv.h.metrics.Write(buf.Bytes())
+	if werr := m.Write(inv.h.metrics); werr != nil {
+		inv.h.log.WarnContext(ctx, "writing metrics", "error", werr.Error())
 	}
 }
 
@@ -330,7 +327,5 @@ func requestID(ctx context.Context) string {
 	if lc, ok := lambdacontext.FromContext(ctx); ok && lc.AwsRequestID != "" {
 		return lc.AwsRequestID
 	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return "local-" + hex.EncodeToString(b[:])
+	return "local-" + uuid.NewString()
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,8 +24,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/taxistream/taxistream/internal/config"
-	"github.com/taxistream/taxistream/internal/convert"
+	"github.com/taxistream/taxistream/internal/obs"
 	"github.com/taxistream/taxistream/internal/producer"
+	"github.com/taxistream/taxistream/internal/testenv"
 )
 
 // The bucket and object of events/s3-put.json (key "raw/2019/yellow+tripdata%2Bsample.csv" decoded).
@@ -35,24 +35,6 @@ const (
 	eventKey   = "raw/2019/yellow tripdata+sample.csv"
 	eventETag  = "0f343b0931126a20f133d67c2b018a3b"
 )
-
-// realConverter reports whether internal/convert has landed; until then the handler tests run on fakeCSV.
-func realConverter() bool {
-	if convert.FormatOf("a.csv") != convert.FormatCSV {
-		return false
-	}
-	_, err := convert.NewCSVReader(strings.NewReader("a,b\n1,2\n"), convert.Options{Source: convert.Source{Bucket: "b", Key: "raw/a.csv", Version: "v"}})
-	return !errors.Is(err, convert.ErrNotImplemented)
-}
-
-func testReaders() readers {
-	if realConverter() {
-		return defaultReaders
-	}
-	return readers{formatOf: fakeFormatOf, newCSV: newFakeCSV, newParquet: func(io.ReaderAt, int64, convert.Options) (convert.RowReader, error) {
-		return nil, errors.New("parquet: fake converter has no Parquet")
-	}}
-}
 
 // fakeClock advances by step at every reading, so a run "takes time" without sleeping.
 type fakeClock struct {
@@ -97,7 +79,7 @@ func newEnv(t *testing.T, mod func(c *config.Config)) *env {
 		mod(&cfg)
 	}
 	h, err := New(context.Background(), cfg, Deps{
-		S3: e.s3, Lambda: e.inv, Log: slog.New(slog.NewJSONHandler(&lockedWriter{w: e.logs}, nil)), Metrics: &lockedWriter{w: e.emf}, Now: e.clock.Now,
+		S3: e.s3, Lambda: e.inv, Log: obs.NewLogger(&lockedWriter{w: e.logs}, "INFO"), Metrics: &lockedWriter{w: e.emf}, Now: e.clock.Now,
 		NewProducer: func(ctx context.Context, c producer.Client, pc producer.Config) (RecordProducer, error) {
 			p := &fakeProducer{sink: e.sink}
 			if e.prodMod != nil {
@@ -109,7 +91,6 @@ func newEnv(t *testing.T, mod func(c *config.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.readers = testReaders()
 	h.flushRecords = 25
 	e.h = h
 	return e
@@ -227,12 +208,9 @@ func (e *env) withDeadline(d time.Duration) (context.Context, context.CancelFunc
 }
 
 func TestHandleS3PutEventFixture(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "events", "s3-put.json"))
+	raw, err := os.ReadFile(filepath.Join(testenv.Root(t), "events", "s3-put.json"))
 	if err != nil {
-		t.Logf("events/s3-put.json not found (%v); using testdata/s3-put.json", err)
-		if raw, err = os.ReadFile(filepath.Join("testdata", "s3-put.json")); err != nil {
-			t.Fatal(err)
-		}
+		t.Fatal(err) // an in-repo fixture: missing is a failure
 	}
 	e := newEnv(t, nil)
 	data := tlcCSV(60, 7, 31)
@@ -265,7 +243,7 @@ func TestHandleS3PutEventFixture(t *testing.T) {
 	var summary map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
 		var l map[string]any
-		if json.Unmarshal([]byte(line), &l) == nil && l["msg"] == "ingest summary" {
+		if json.Unmarshal([]byte(line), &l) == nil && l["message"] == "ingest summary" {
 			if summary != nil {
 				t.Errorf("two summary lines")
 			}
@@ -312,9 +290,9 @@ func TestEventFixtures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join("..", "..", "events", tt.file))
+			raw, err := os.ReadFile(filepath.Join(testenv.Root(t), "events", tt.file))
 			if err != nil {
-				t.Skipf("events/%s not present yet: %v", tt.file, err)
+				t.Fatal(err) // an in-repo fixture: missing is a failure
 			}
 			e := newEnv(t, nil)
 			res, err := e.handle(context.Background(), raw)
@@ -591,6 +569,41 @@ func TestSelfInvokeFailureIsRetriedFromCheckpoint(t *testing.T) {
 	checkReconciles(t, m)
 }
 
+// TestReleaseCountsPossibleDuplicates: a checkpoint that cannot be stored after its records were sent
+// releases the object at the previous checkpoint; the retry sends those records again, and the manifest
+// counts every extra copy in the stream as a possible duplicate.
+func TestReleaseCountsPossibleDuplicates(t *testing.T) {
+	e := newEnv(t, nil)
+	ev := e.putObject("raw/yellow.csv", tlcCSV(100))
+	checkpoints := 0
+	e.s3.onPut = func(in *s3.PutObjectInput) error {
+		if strings.HasPrefix(aws.ToString(in.Key), "state/") && in.IfMatch != nil {
+			if checkpoints++; checkpoints == 2 {
+				return errBoom // the second checkpoint: its 25 records are in the stream already
+			}
+		}
+		return nil
+	}
+	if _, err := e.handle(context.Background(), ev); !errors.Is(err, errBoom) {
+		t.Fatalf("Handle: %v, want the failed checkpoint returned for a retry", err)
+	}
+	e.s3.onPut = nil
+	if _, err := e.handle(context.Background(), ev); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	got := e.sink.data()
+	extra := len(duplicates(got))
+	m := e.manifest("state/ingest/")
+	if m.Status != StatusDone || m.Counts.RecordsSent != 100 {
+		t.Fatalf("manifest: %s %+v, want done with 100 sent", m.Status, m.Counts)
+	}
+	if extra == 0 || m.Counts.PossibleDuplicates != int64(extra) {
+		t.Errorf("the stream holds %d extra copies, the manifest counts %d possible duplicates; want the same, not 0",
+			extra, m.Counts.PossibleDuplicates)
+	}
+	checkReconciles(t, m)
+}
+
 func duplicates(recs []string) []string {
 	seen := map[string]bool{}
 	var dups []string
@@ -730,6 +743,51 @@ func TestProducerTerminalFailure(t *testing.T) {
 	m := e.manifest("state/ingest/")
 	if m.Status != StatusFailed || m.Counts.RecordsSent != 50 || m.Counts.Failed != 25 || m.Counts.Rejected != 1 || m.Counts.RowsRead != 76 {
 		t.Errorf("manifest: %s %+v, want failed with 50 sent, 1 rejected (row 60), 25 failed (the third flush) of 76 read", m.Status, m.Counts)
+	}
+	checkReconciles(t, m)
+}
+
+// TestProducerTerminalFailureRejectsUnwritten: when a terminal producer error meets a failed PUT of the
+// rejected rows, the manifest must not count rows that are not under rejected/: the object is released
+// at its checkpoint, and the retry of the event finishes it with every row accounted for once.
+func TestProducerTerminalFailureRejectsUnwritten(t *testing.T) {
+	e := newEnv(t, nil)
+	ev := e.putObject("raw/yellow.csv", tlcCSV(100, 60))
+	flushes := 0
+	e.prodMod = func(p *fakeProducer) {
+		p.flushErr = func() error {
+			if flushes++; flushes == 3 {
+				return errors.New("AccessDeniedException: not authorized to PutRecords")
+			}
+			return nil
+		}
+	}
+	e.s3.onPut = func(in *s3.PutObjectInput) error {
+		if strings.HasPrefix(aws.ToString(in.Key), "rejected/") {
+			return errBoom
+		}
+		return nil
+	}
+	_, err := e.handle(context.Background(), ev)
+	if !errors.Is(err, errBoom) {
+		t.Fatalf("Handle: %v, want the failed PUT of the rejected rows returned for a retry", err)
+	}
+	m := e.manifest("state/ingest/")
+	if m.Status == StatusFailed || m.Counts.Rejected != 0 || m.Counts.RowsRead != 50 {
+		t.Fatalf("manifest after the failed PUT: %s %+v, want released at the checkpoint of 50 rows, none rejected", m.Status, m.Counts)
+	}
+	// Lambda's retry of the event: the stream and S3 work again.
+	e.s3.onPut = nil
+	flushes = -100
+	if _, err := e.handle(context.Background(), ev); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	m = e.manifest("state/ingest/")
+	if m.Status != StatusDone || m.Counts.RowsRead != 100 || m.Counts.Rejected != 1 || m.Counts.RecordsSent != 99 {
+		t.Errorf("manifest after the retry: %s %+v, want done with 99 sent and 1 rejected of 100", m.Status, m.Counts)
+	}
+	if got := len(e.s3.keys("rejected/")); got != 1 {
+		t.Errorf("%d rejected parts, want 1", got)
 	}
 	checkReconciles(t, m)
 }

@@ -7,16 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/taxistream/taxistream/internal/convert"
+	"github.com/taxistream/taxistream/internal/s3object"
 )
 
 // Manifest statuses.
@@ -88,8 +86,10 @@ type Counts struct {
 	Bytes          int64 `json:"bytes"`
 	Retries        int64 `json:"retries"`
 	Throttled      int64 `json:"throttled"`
-	// PossibleDuplicates are records resent after a PutRecords whose outcome was unknown (timeout,
-	// 5xx): the stream may hold them twice; consumers drop the copies by record_id.
+	// PossibleDuplicates are records that may be in the stream more than once: resent after a
+	// PutRecords whose outcome was unknown (timeout, 5xx), or handed to the producer after the last
+	// checkpoint of an invocation that released the object (the retry resumes at the checkpoint and
+	// sends them again). Consumers drop the copies by record_id.
 	PossibleDuplicates int64 `json:"possible_duplicates"`
 }
 
@@ -143,7 +143,7 @@ var errLostOwnership = errors.New("lost ownership of the manifest")
 func (h *Handler) loadManifest(ctx context.Context, key string) (m Manifest, etag string, found bool, err error) {
 	out, err := h.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(h.cfg.Bucket), Key: aws.String(key)})
 	if err != nil {
-		if isNotFound(err) {
+		if s3object.IsNotFound(err) {
 			return Manifest{}, "", false, nil
 		}
 		return Manifest{}, "", false, fmt.Errorf("getting manifest s3://%s/%s: %w", h.cfg.Bucket, key, err)
@@ -188,7 +188,7 @@ func (h *Handler) putManifest(ctx context.Context, key string, m *Manifest, ifMa
 	}
 	out, err := h.s3.PutObject(ctx, in)
 	if err != nil {
-		if isPreconditionFailed(err) {
+		if s3object.IsPreconditionFailed(err) {
 			return "", errLostOwnership
 		}
 		return "", fmt.Errorf("putting manifest s3://%s/%s: %w", h.cfg.Bucket, key, err)
@@ -198,62 +198,6 @@ func (h *Handler) putManifest(ctx context.Context, key string, m *Manifest, ifMa
 		return "", fmt.Errorf("putting manifest s3://%s/%s: no ETag in the response (conditional writes need it)", h.cfg.Bucket, key)
 	}
 	return etag, nil
-}
-
-// isNotFound reports a missing object (GetObject: NoSuchKey; HeadObject: NotFound; or HTTP 404).
-func isNotFound(err error) bool {
-	var nsk *types.NoSuchKey
-	var nf *types.NotFound
-	if errors.As(err, &nsk) || errors.As(err, &nf) {
-		return true
-	}
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "NoSuchKey", "NotFound":
-			return true
-		}
-	}
-	return httpStatus(err) == http.StatusNotFound
-}
-
-// isPreconditionFailed reports a failed conditional write or read: 412 PreconditionFailed, or 409
-// ConditionalRequestConflict (a concurrent conditional write to the same key).
-func isPreconditionFailed(err error) bool {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "PreconditionFailed", "ConditionalRequestConflict":
-			return true
-		}
-	}
-	s := httpStatus(err)
-	return s == http.StatusPreconditionFailed || s == http.StatusConflict
-}
-
-// isInvalidRange reports a ranged GET that starts at or after the end of the object (416).
-func isInvalidRange(err error) bool {
-	var ae smithy.APIError
-	if errors.As(err, &ae) && ae.ErrorCode() == "InvalidRange" {
-		return true
-	}
-	return httpStatus(err) == http.StatusRequestedRangeNotSatisfiable
-}
-
-func httpStatus(err error) int {
-	var hs interface{ HTTPStatusCode() int }
-	if errors.As(err, &hs) {
-		return hs.HTTPStatusCode()
-	}
-	return 0
-}
-
-// quoteETag returns the ETag in the quoted form S3 headers use.
-func quoteETag(etag string) string {
-	if etag == "" || strings.HasPrefix(etag, `"`) || strings.HasPrefix(etag, `W/"`) {
-		return etag
-	}
-	return `"` + etag + `"`
 }
 
 func unquoteETag(etag string) string { return strings.Trim(etag, `"`) }

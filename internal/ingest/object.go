@@ -17,11 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/taxistream/taxistream/internal/convert"
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/producer"
+	"github.com/taxistream/taxistream/internal/s3object"
 )
-
-// maxPartitionKeyChars is the Kinesis partition key limit (1–256 Unicode characters).
-const maxPartitionKeyChars = 256
 
 // stateWriteTimeout bounds the final manifest write when the invocation's context has already ended.
 const stateWriteTimeout = 10 * time.Second
@@ -57,7 +56,7 @@ func (inv *invocation) object(ctx context.Context, o objectRef, kind string) (Ob
 	if o.version() == "" {
 		hd, err := h.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(o.Bucket), Key: aws.String(o.Key)})
 		if err != nil {
-			if isNotFound(err) {
+			if s3object.IsNotFound(err) {
 				h.log.WarnContext(ctx, "object not found", "bucket", o.Bucket, "key", o.Key)
 				res.Outcome, res.Reason = OutcomeSkipped, "object not found"
 				return res, nil
@@ -81,7 +80,7 @@ func (inv *invocation) object(ctx context.Context, o objectRef, kind string) (Ob
 			if v := aws.ToString(hd.VersionId); v != "" && v != "null" {
 				o.VersionID = v
 			}
-		case isPreconditionFailed(err) || isNotFound(err):
+		case s3object.IsPreconditionFailed(err) || s3object.IsNotFound(err):
 			// Replaced or deleted since the listing: reading it fails the same way below, and the
 			// manifest says so.
 		default:
@@ -216,6 +215,19 @@ func (inv *invocation) release(ctx context.Context, st *owned, res *ObjectResult
 	return cause
 }
 
+// release releases the object at its last checkpoint (inv.release) after an error. The rows handed to
+// the producer since that checkpoint may be in the stream already, and the retry that resumes there
+// sends them again: they are counted as possible duplicates (in the manifest, the summary and the
+// metrics), so every copy a consumer drops by record_id is accounted for.
+func (r *run) release(ctx context.Context, cause error) error {
+	if r.pending > 0 {
+		r.st.m.Counts.PossibleDuplicates += r.pending
+		r.inv.totals.PossibleDuplicates += r.pending
+		r.pending = 0
+	}
+	return r.inv.release(ctx, r.st, &r.res, cause)
+}
+
 // run is the ingestion of one owned object in this invocation.
 type run struct {
 	inv    *invocation
@@ -242,7 +254,7 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 		if errors.As(err, &se) {
 			return inv.fail(ctx, r.st, r.res, 0, se.Error())
 		}
-		return r.res, inv.release(ctx, r.st, &r.res, err)
+		return r.res, r.release(ctx, err)
 	}
 	r.src = src
 	defer src.close()
@@ -254,7 +266,7 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 		pc.StreamName, pc.StreamARN = "", h.cfg.Stream
 	}
 	if r.prod, err = h.newProducer(ctx, h.kinesis, pc); err != nil {
-		return r.res, inv.release(ctx, r.st, &r.res, fmt.Errorf("starting the producer: %w", err))
+		return r.res, r.release(ctx, fmt.Errorf("starting the producer: %w", err))
 	}
 	stopAt := inv.stopAt(ctx)
 	// Put runs on the invocation's own context: a deadline any earlier would cancel requests in flight
@@ -272,14 +284,13 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 		}
 		if err != nil {
 			var re *convert.RowError
-			var te *transportError
-			if errors.As(err, &te) {
+			if isTransport(err) {
 				// The connection to S3 failed, not the object: keep what was sent and release the
 				// object at that checkpoint for the retry.
 				if done, res, err := r.commit(ctx, nil); done {
 					return res, err
 				}
-				return r.res, inv.release(ctx, r.st, &r.res, fmt.Errorf("reading after row %d: %w", r.st.m.Counts.RowsRead, err))
+				return r.res, r.release(ctx, fmt.Errorf("reading after row %d: %w", r.st.m.Counts.RowsRead, err))
 			}
 			if !errors.As(err, &re) {
 				// Fatal for the file (corrupt gzip, not a Parquet file, ...): keep what was read.
@@ -292,7 +303,7 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 			r.rej.addRowError(re)
 			if r.rej.full() {
 				if err := r.rej.flush(ctx); err != nil {
-					return r.res, inv.release(ctx, r.st, &r.res, err)
+					return r.res, r.release(ctx, err)
 				}
 			}
 			continue
@@ -369,7 +380,7 @@ func (r *run) commit(ctx context.Context, set func(m *Manifest)) (done bool, res
 		r.rej.add(RejectedRow{Line: r.lines[f.Tag], Row: f.Tag, Reason: "producer:" + f.Reason, Detail: detail})
 	}
 	if err := r.rej.flush(ctx); err != nil {
-		return true, r.res, inv.release(ctx, r.st, &r.res, err)
+		return true, r.res, r.release(ctx, err)
 	}
 	m := r.st.m
 	cp := r.src.rows.Checkpoint()
@@ -394,7 +405,7 @@ func (r *run) commit(ctx context.Context, set func(m *Manifest)) (done bool, res
 		if errors.Is(err, errLostOwnership) {
 			return true, r.res, inv.lostOrErr(ctx, &r.res, err)
 		}
-		return true, r.res, inv.release(ctx, r.st, &r.res, err)
+		return true, r.res, r.release(ctx, err)
 	}
 	// Account this invocation's share.
 	r.res.RowsRead += r.rows
@@ -440,10 +451,14 @@ func (r *run) producerFailed(ctx context.Context, cause error) (ObjectResult, er
 	// (rows sent since the checkpoint are sent again: duplicates that consumers drop by record_id).
 	// Only a terminal error (access denied, no such stream, a validation error) fails the object.
 	if ctx.Err() != nil || !producer.IsTerminal(cause) {
-		return r.res, inv.release(ctx, r.st, &r.res, cause)
+		return r.res, r.release(ctx, cause)
 	}
-	// Rejected rows are final: keep them; the records in flight are counted as failed.
-	_ = r.rej.flush(ctx)
+	// Rejected rows are final: keep them; the records in flight are counted as failed. When the rejected
+	// rows cannot be written, the manifest must not count them: release at the checkpoint like any other
+	// failed write, and the retry of the event reads them again from there.
+	if err := r.rej.flush(ctx); err != nil {
+		return r.res, r.release(ctx, errors.Join(cause, err))
+	}
 	m := r.st.m
 	m.RejectedParts = r.rej.next
 	m.Counts.RowsRead += r.rows
@@ -501,8 +516,8 @@ func (r *run) partitionKey() string {
 				}
 			}
 			if v != "" {
-				if utf8.RuneCountInString(v) > maxPartitionKeyChars {
-					v = string([]rune(v)[:maxPartitionKeyChars])
+				if utf8.RuneCountInString(v) > kinesislimit.MaxPartitionKeyLength {
+					v = string([]rune(v)[:kinesislimit.MaxPartitionKeyLength])
 				}
 				return v
 			}
@@ -538,7 +553,7 @@ func (h *Handler) invokeSelf(ctx context.Context, ev Event) error {
 // default. A small margin means smaller, more frequent writes, never a final flush that outlasts the
 // invocation.
 func bufferFor(margin time.Duration) int {
-	b := int(margin.Seconds() / 4 * float64(producer.ShardBytesPerSecond))
+	b := int(margin.Seconds() / 4 * float64(kinesislimit.ShardWriteBytesPerSecond))
 	return min(max(b, 256<<10), producer.DefaultMaxBufferedBytes)
 }
 

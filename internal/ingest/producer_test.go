@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -23,12 +22,6 @@ import (
 // the producer's waits (pacing, backoff) on a simulated clock so the tests do not sleep.
 func newRealProducerEnv(t *testing.T, k *fakeKinesis) *env {
 	t.Helper()
-	if _, err := producer.New(context.Background(), k, producer.Config{StreamName: "trips"}); err != nil {
-		if strings.Contains(err.Error(), "not implemented") {
-			t.Skip("internal/producer has not landed yet")
-		}
-		t.Fatal(err)
-	}
 	e := newEnv(t, func(c *config.Config) { c.Aggregate = false })
 	e.h.kinesis = k
 	e.h.newProducer = func(ctx context.Context, c producer.Client, pc producer.Config) (RecordProducer, error) {

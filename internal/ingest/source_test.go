@@ -4,63 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/parquet-go/parquet-go"
 )
-
-func TestS3ReaderAtMatchesBytesReader(t *testing.T) {
-	f := newFakeS3()
-	data := make([]byte, 9*blockSize+12345)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range data {
-		data[i] = byte(rng.Uint32())
-	}
-	etag := f.put(testBucket, "raw/x.parquet", data)
-	o := objectRef{Bucket: testBucket, Key: "raw/x.parquet", ETag: unquoteETag(etag), Size: int64(len(data))}
-	ra := newS3ReaderAt(context.Background(), f, o, int64(len(data)))
-	want := bytes.NewReader(data)
-	reads := 0
-	check := func(off int64, n int) {
-		t.Helper()
-		reads++
-		got, wantBuf := make([]byte, n), make([]byte, n)
-		gn, gerr := ra.ReadAt(got, off)
-		wn, werr := want.ReadAt(wantBuf, off)
-		if gn != wn || (gerr == nil) != (werr == nil) || !bytes.Equal(got[:gn], wantBuf[:wn]) {
-			t.Fatalf("ReadAt(%d bytes at %d) = %d, %v; want %d, %v", n, off, gn, gerr, wn, werr)
-		}
-	}
-	check(int64(len(data))-8, 8)    // a footer
-	check(int64(len(data))-4, 100)  // past the end: io.EOF
-	check(0, 4)                     // the magic
-	check(blockSize-10, 20)         // across a block boundary
-	check(2*blockSize, 3*blockSize) // larger than one block
-	check(int64(len(data)), 1)      // at the end
-	for range 200 {
-		off := rng.Int64N(int64(len(data)))
-		check(off, 1+rng.IntN(64<<10))
-	}
-	if g := ra.getCount(); g > reads {
-		t.Errorf("%d GETs for %d reads: the cache does not work", g, reads)
-	}
-	ra.mu.Lock()
-	cached := ra.lru.Len()
-	ra.mu.Unlock()
-	if cached > cacheBlocks {
-		t.Errorf("%d blocks cached, limit %d", cached, cacheBlocks)
-	}
-	// The object changed: a clear error, not garbage.
-	f.put(testBucket, "raw/x.parquet", data[:100])
-	ra = newS3ReaderAt(context.Background(), f, o, int64(len(data)))
-	if _, err := ra.ReadAt(make([]byte, 10), 0); err == nil {
-		t.Error("ReadAt of a replaced object succeeded")
-	}
-}
 
 type parquetTrip struct {
 	VendorID     int32     `parquet:"VendorID"`
@@ -77,9 +26,6 @@ type parquetTrip struct {
 // TestParquetContinuation runs a Parquet object through a chain of continuations (real converter) and
 // compares it with a one-shot run.
 func TestParquetContinuation(t *testing.T) {
-	if !realConverter() {
-		t.Skip("internal/convert has not landed: no Parquet reader")
-	}
 	var buf bytes.Buffer
 	w := parquet.NewGenericWriter[parquetTrip](&buf, parquet.MaxRowsPerRowGroup(64))
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -123,5 +69,3 @@ func TestParquetContinuation(t *testing.T) {
 		t.Errorf("record %s: %v", want[0], err)
 	}
 }
-
-var _ io.ReaderAt = (*s3ReaderAt)(nil)

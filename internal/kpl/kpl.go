@@ -34,8 +34,8 @@ import (
 // ErrCorrupt reports an aggregated record whose MD5 or protobuf does not check out.
 var ErrCorrupt = errors.New("corrupt kpl aggregated record")
 
-// Magic is the prefix of every aggregated record.
-var Magic = []byte{0xF3, 0x89, 0x9A, 0xC2}
+// Magic is the prefix of every aggregated record (F3 89 9A C2), a constant so no caller can change it.
+const Magic = "\xF3\x89\x9A\xC2"
 
 const (
 	magicLen  = 4        // len(Magic)
@@ -201,7 +201,7 @@ func Aggregate(recs []UserRecord) []byte {
 
 // IsAggregated reports whether data starts with the KPL magic and is long enough for the trailer.
 func IsAggregated(data []byte) bool {
-	return len(data) >= Overhead && bytes.Equal(data[:magicLen], Magic)
+	return len(data) >= Overhead && string(data[:magicLen]) == Magic
 }
 
 // Deaggregate returns the user records of data. A record without the magic prefix is returned as a

@@ -130,7 +130,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestDeaggregatePlain(t *testing.T) {
-	for _, data := range [][]byte{nil, []byte("{}"), Magic, append(append([]byte{}, Magic...), 1, 2, 3)} {
+	for _, data := range [][]byte{nil, []byte("{}"), []byte(Magic), append([]byte(Magic), 1, 2, 3)} {
 		got, err := Deaggregate(data, "pk", "ehk")
 		if err != nil {
 			t.Fatalf("%x: %v", data, err)
@@ -145,7 +145,7 @@ func TestDeaggregatePlain(t *testing.T) {
 // withMD5 frames a protobuf body as an aggregate with a correct checksum.
 func withMD5(body []byte) []byte {
 	sum := md5.Sum(body)
-	return append(append(append([]byte{}, Magic...), body...), sum[:]...)
+	return append(append([]byte(Magic), body...), sum[:]...)
 }
 
 func TestDeaggregateCorrupt(t *testing.T) {
@@ -262,7 +262,7 @@ func FuzzDeaggregate(f *testing.F) {
 	f.Add(Aggregate(goldenRecords()))
 	f.Add([]byte("{}"))
 	f.Add(withMD5([]byte{0x0a, 0x01, 'k', 0x1a, 0x03, 0x08, 0x00, 0x1a}))
-	f.Add(append(bytes.Clone(Magic), make([]byte, 16)...))
+	f.Add(append([]byte(Magic), make([]byte, 16)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		recs, err := Deaggregate(data, "pk", "")
 		if err != nil {

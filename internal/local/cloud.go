@@ -296,7 +296,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 		go func() {
 			defer c.wg.Done()
 			if err := r.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-				fmt.Fprintf(c.logs, "{\"level\":\"ERROR\",\"msg\":\"local service stopped\",\"error\":%q}\n", err.Error())
+				fmt.Fprintf(c.logs, "{\"level\":\"ERROR\",\"message\":\"local service stopped\",\"error\":%q}\n", err.Error())
 			}
 		}()
 	}
@@ -365,6 +365,7 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 			env[k] = v
 		}
 		env["AWS_LAMBDA_LOG_LEVEL"] = fn.ApplicationLogLevel
+		env["AWS_LAMBDA_LOG_FORMAT"] = fn.LogFormat
 		if id == ProcessFunction && opts.ZoneLookup != "" {
 			env["ZONE_LOOKUP"] = opts.ZoneLookup
 		}
@@ -418,7 +419,7 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 		if err != nil {
 			return fmt.Errorf("configuring %s from the template: %w", id, err)
 		}
-		log := obs.NewLogger(c.logs, cfg.LogLevel).With("function", fn.Name)
+		log := obs.NewFormatLogger(c.logs, cfg.LogLevel, cfg.LogFormat).With("function", fn.Name)
 		switch id {
 		case IngestFunction:
 			h, err := ingest.New(ctx, cfg, ingest.Deps{S3: store, Kinesis: c.Stream, Lambda: c.Lambda, Log: log, Metrics: c.logs})

@@ -102,7 +102,7 @@ func TestPipelineRealSamples(t *testing.T) {
 	if s.Rejected < int64(len(heads)) {
 		t.Errorf("rejected = %d, want at least one cut-off row per head (%d)", s.Rejected, len(heads))
 	}
-	if s.RejectedByReason == nil || len(s.RejectedByReason) == 0 {
+	if len(s.RejectedByReason) == 0 {
 		t.Errorf("no rejected rows found under rejected/")
 	}
 	if s.ArchiveObjects == 0 || s.TripObjects == 0 || s.Windows == 0 {

@@ -386,13 +386,3 @@ func TestProcessPoisonRecord(t *testing.T) {
 			s.TripsProcessed, s.Quarantined, got, s.ConsumerDistinct, rows-1)
 	}
 }
-
-// maxRetries is ProcessFunction's MaximumRetryAttempts from the template.
-func maxRetries(t *testing.T, c *Cloud) int {
-	t.Helper()
-	fn := c.Settings.Functions[ProcessFunction]
-	if len(fn.KinesisEvents) == 0 {
-		t.Fatal("ProcessFunction has no Kinesis event in the template")
-	}
-	return fn.KinesisEvents[0].MaximumRetryAttempts
-}

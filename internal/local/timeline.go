@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/kpl"
 	"github.com/taxistream/taxistream/internal/local/esm"
 	locallambda "github.com/taxistream/taxistream/internal/local/lambda"
@@ -398,7 +399,7 @@ func (c *Cloud) startTimeline(opts Options, shards int) {
 	s := c.Settings
 	meta := TimelineMeta{
 		Started: time.Now().UTC(), Stream: s.Stream.Name, LimitsOn: !opts.LimitsOff,
-		ShardBytesPerSecond: stream.ShardWriteBytesPerSecond, ShardRecordsPerSecond: stream.ShardWriteRecordsPerSecond,
+		ShardBytesPerSecond: kinesislimit.ShardWriteBytesPerSecond, ShardRecordsPerSecond: kinesislimit.ShardWriteRecordsPerSecond,
 		Bucket: s.Bucket.Name, Functions: map[string]string{}, Archive: s.Firehose != nil,
 	}
 	for i := range shards {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/kpl"
 	"github.com/taxistream/taxistream/internal/local/stream"
 )
@@ -115,7 +116,7 @@ func TestTimelineAgreesWithTheSummary(t *testing.T) {
 	}
 	m := read.Meta
 	if m.Version != TimelineVersion || len(m.Shards) != 1 || !m.LimitsOn || !m.Archive || !m.Consumer || m.Ended.Before(m.Started) ||
-		m.ShardBytesPerSecond != stream.ShardWriteBytesPerSecond || m.ShardRecordsPerSecond != stream.ShardWriteRecordsPerSecond {
+		m.ShardBytesPerSecond != kinesislimit.ShardWriteBytesPerSecond || m.ShardRecordsPerSecond != kinesislimit.ShardWriteRecordsPerSecond {
 		t.Errorf("meta: %+v", m)
 	}
 	for _, inv := range read.Invocations {

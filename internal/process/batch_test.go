@@ -152,7 +152,7 @@ func TestPartialBatchRewritesPrefix(t *testing.T) {
 func TestCorruptAggregateQuarantined(t *testing.T) {
 	store := newFakeS3()
 	h, _, metrics := newTestHandler(t, store, nil)
-	bad := append(append([]byte{}, kplMagic...), []byte("\x0a\x01\x31garbage-with-a-wrong-md5-trailer-0123456789")...)
+	bad := append([]byte(kpl.Magic), []byte("\x0a\x01\x31garbage-with-a-wrong-md5-trailer-0123456789")...)
 	resp, err := h.Handle(context.Background(), eventOf([]events.KinesisEventRecord{kinesisRecord(0, yellowWith("")), kinesisRecord(1, bad)}))
 	if err != nil || len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("resp %+v err %v", resp, err)
@@ -187,7 +187,7 @@ func genStream(rng *rand.Rand, n int) ([]events.KinesisEventRecord, map[string]i
 		case r < 15:
 			data = []byte(fmt.Sprintf("garbage %d\n", i))
 		case r < 18:
-			data = append(append([]byte{}, kplMagic...), fmt.Sprintf("corrupt %d", i)...)
+			data = append([]byte(kpl.Magic), fmt.Sprintf("corrupt %d", i)...)
 		case r < 25:
 			// A KPL aggregate of three trips (one invalid), each with its own partition key.
 			var urs []kpl.UserRecord

@@ -17,7 +17,6 @@
 package process
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -179,9 +178,6 @@ type batch struct {
 	firstSeq string // the sequence number of record from: the name of the batch's objects
 	units    []unit // of the records from b.from on
 }
-
-// kplMagic starts every KPL aggregated record.
-var kplMagic = []byte{0xF3, 0x89, 0x9A, 0xC2}
 
 // Handle processes one batch; see the package documentation for outputs. On the first S3 write
 // failure it stops and reports the sequence number of the first Kinesis record whose outputs are not
@@ -367,7 +363,7 @@ func (h *Handler) prepare(b *batch, now time.Time) {
 	urecs := make([]userRecord, 0, len(recs)-b.from)
 	for k := b.from; k < len(recs); k++ {
 		kr := &recs[k].Kinesis
-		if !bytes.HasPrefix(kr.Data, kplMagic) {
+		if !kpl.IsAggregated(kr.Data) {
 			urecs = append(urecs, userRecord{k: k, data: kr.Data})
 			continue
 		}

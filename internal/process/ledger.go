@@ -9,16 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/taxistream/taxistream/internal/s3object"
 )
 
 // The ledger: how a retried, bisected or redelivered batch writes no row twice.
@@ -97,7 +96,7 @@ func (h *Handler) readLedger(ctx context.Context, b *batch) (*ledgerState, error
 	ls := &ledgerState{key: LedgerKey(b.shard)}
 	out, err := h.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(h.cfg.Bucket), Key: aws.String(ls.key)})
 	switch {
-	case isNotFound(err):
+	case s3object.IsNotFound(err):
 	case err != nil:
 		return nil, fmt.Errorf("getting the ledger s3://%s/%s: %w", h.cfg.Bucket, ls.key, err)
 	default:
@@ -258,7 +257,7 @@ func heldEntries(b *batch, files []*outFile) []LedgerEntry {
 // ("" keeps none: the object is emptied). An object that does not exist is left so.
 func (h *Handler) trimObject(ctx context.Context, key, before string, enc *parquetEncoder) error {
 	out, err := h.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(h.cfg.Bucket), Key: aws.String(key)})
-	if isNotFound(err) {
+	if s3object.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
@@ -395,21 +394,4 @@ func seqLess(a, b string) bool {
 		return len(a) < len(b)
 	}
 	return a < b
-}
-
-// isNotFound reports a missing object (NoSuchKey, or HTTP 404).
-func isNotFound(err error) bool {
-	if err == nil {
-		return false
-	}
-	var nsk *types.NoSuchKey
-	if errors.As(err, &nsk) {
-		return true
-	}
-	var ae smithy.APIError
-	if errors.As(err, &ae) && (ae.ErrorCode() == "NoSuchKey" || ae.ErrorCode() == "NotFound") {
-		return true
-	}
-	var hs interface{ HTTPStatusCode() int }
-	return errors.As(err, &hs) && hs.HTTPStatusCode() == http.StatusNotFound
 }

@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// The trip parser (this file and jsonscan.go) reads the canonical JSON trip record (DESIGN.md, record contract) with a hand-written
-// scanner over the known keys instead of encoding/json: a batch is up to 10,000 records and the
+// The trip parser (this file and jsonscan.go) reads the canonical JSON trip record (DESIGN.md, record
+// contract) with a hand-written scanner over the known keys instead of encoding/json: a batch is up to
+// 10,000 records and the
 // benchmark target is 100,000 trips/s per core, which reflection-based decoding into a struct with
 // ~50 optional fields does not reach. The record is a flat object of scalars; keys the schema does not
 // know (columns the converter kept under sanitised names) are skipped here — the Parquet schema is

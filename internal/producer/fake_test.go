@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/taxistream/taxistream/internal/kpl"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 type (
@@ -167,7 +169,7 @@ func (f *fakeStream) putRecords(ctx context.Context, in *kinesis.PutRecordsInput
 	f.calls = append(f.calls, append([]types.PutRecordsRequestEntry(nil), in.Records...))
 	call := len(f.calls)
 	// The request limits, checked on every call.
-	if len(in.Records) > MaxRecordsPerRequest || len(in.Records) == 0 {
+	if len(in.Records) > kinesislimit.MaxRecordsPerRequest || len(in.Records) == 0 {
 		f.t.Errorf("call %d: %d entries", call, len(in.Records))
 	}
 	total := 0
@@ -181,7 +183,7 @@ func (f *fakeStream) putRecords(ctx context.Context, in *kinesis.PutRecordsInput
 			f.t.Errorf("call %d: resent an entry that was stored before (key %q)", call, *e.PartitionKey)
 		}
 	}
-	if total > MaxRequestBytes {
+	if total > kinesislimit.MaxRequestBytes {
 		f.t.Errorf("call %d: %d bytes over the request limit", call, total)
 	}
 	var reqErr error

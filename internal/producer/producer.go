@@ -49,6 +49,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 // Client is the part of *kinesis.Client the producer uses.
@@ -172,10 +174,10 @@ func New(ctx context.Context, c Client, cfg Config) (*Producer, error) {
 	}
 	p.bytesRate, p.recordsRate = cfg.ShardBytesPerSecond, cfg.ShardRecordsPerSecond
 	if p.bytesRate <= 0 {
-		p.bytesRate = ShardBytesPerSecond
+		p.bytesRate = kinesislimit.ShardWriteBytesPerSecond
 	}
 	if p.recordsRate <= 0 {
-		p.recordsRate = ShardRecordsPerSecond
+		p.recordsRate = kinesislimit.ShardWriteRecordsPerSecond
 	}
 	p.maxRetries = cfg.MaxRetries
 	if p.maxRetries == 0 {
@@ -196,12 +198,12 @@ func New(ctx context.Context, c Client, cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("describing stream %s: %w", cfg.stream(), err)
 	}
-	kib := DefaultMaxRecordSizeInKiB
+	kib := kinesislimit.DefaultMaxRecordSizeInKiB
 	if d := out.StreamDescriptionSummary; d != nil && d.MaxRecordSizeInKiB != nil && *d.MaxRecordSizeInKiB > 0 {
 		kib = int(*d.MaxRecordSizeInKiB)
 	}
 	// A record must also fit a request.
-	p.maxRecord = min(kib<<10, MaxRequestBytes)
+	p.maxRecord = min(kib<<10, kinesislimit.MaxRequestBytes)
 	p.aggMax = cfg.AggregateMaxBytes
 	if p.aggMax <= 0 {
 		p.aggMax = DefaultAggregateMaxBytes
@@ -222,9 +224,9 @@ func (p *Producer) MaxRecordBytes() int { return p.maxRecord }
 // when ctx ends or a non-retryable request error occurs. After an error, Flush returns every entry not
 // written as a Failure.
 func (p *Producer) Put(ctx context.Context, e Entry) error {
-	if n := utf8.RuneCountInString(e.PartitionKey); n < MinPartitionKeyLength || n > MaxPartitionKeyLength {
+	if n := utf8.RuneCountInString(e.PartitionKey); n < kinesislimit.MinPartitionKeyLength || n > kinesislimit.MaxPartitionKeyLength {
 		p.fail(userRec{tag: e.Tag}, ErrInvalidPartitionKey,
-			fmt.Sprintf("partition key of %d characters (Kinesis allows %d-%d)", n, MinPartitionKeyLength, MaxPartitionKeyLength))
+			fmt.Sprintf("partition key of %d characters (Kinesis allows %d-%d)", n, kinesislimit.MinPartitionKeyLength, kinesislimit.MaxPartitionKeyLength))
 		return nil
 	}
 	if size := len(e.Data) + len(e.PartitionKey); size > p.maxRecord {
@@ -240,7 +242,7 @@ func (p *Producer) Put(ctx context.Context, e Entry) error {
 			return err
 		}
 	}
-	for p.readyCount >= MaxRecordsPerRequest || p.readyBytes >= MaxRequestBytes || p.buffered >= p.maxBuffered {
+	for p.readyCount >= kinesislimit.MaxRecordsPerRequest || p.readyBytes >= kinesislimit.MaxRequestBytes || p.buffered >= p.maxBuffered {
 		if p.readyCount == 0 {
 			if p.sealAll(); p.readyCount == 0 {
 				break

@@ -14,6 +14,8 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 // rowData is the data of test row i: unique, so a stored copy identifies its row.
@@ -404,13 +406,13 @@ func TestPacing(t *testing.T) {
 		for j < len(sendTimes) && sendTimes[j].Sub(sendTimes[i]) < time.Second {
 			j++
 		}
-		if j-i > ShardRecordsPerSecond {
+		if j-i > kinesislimit.ShardWriteRecordsPerSecond {
 			t.Fatalf("%d records within one second from %v", j-i, sendTimes[i].Sub(start))
 		}
 	}
 	for i, n := range callSizes(s) {
-		if n > ShardRecordsPerSecond*BurstFraction {
-			t.Errorf("request %d has %d entries, want at most one burst (%v)", i, n, ShardRecordsPerSecond*BurstFraction)
+		if n > kinesislimit.ShardWriteRecordsPerSecond*BurstFraction {
+			t.Errorf("request %d has %d entries, want at most one burst (%v)", i, n, kinesislimit.ShardWriteRecordsPerSecond*BurstFraction)
 		}
 	}
 }

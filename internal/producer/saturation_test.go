@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/taxistream/taxistream/internal/convert"
 	"github.com/taxistream/taxistream/internal/gen"
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/local/stream"
 	"github.com/taxistream/taxistream/internal/producer"
 )
@@ -45,7 +46,7 @@ func benchSaturation(b *testing.B, aggregate bool) {
 	secs := sum.seconds
 	b.ReportMetric(float64(sum.bytes)/(1<<20)/secs, "MiB/s")
 	b.ReportMetric(float64(sum.records)/secs, "records/s")
-	b.ReportMetric(float64(sum.bytes)/producer.ShardBytesPerSecond/secs*100, "%byte-limit")
+	b.ReportMetric(float64(sum.bytes)/kinesislimit.ShardWriteBytesPerSecond/secs*100, "%byte-limit")
 	if entries := sum.records + sum.throttled; entries > 0 {
 		b.ReportMetric(float64(sum.throttled)/float64(entries)*100, "throttled%")
 	}
@@ -196,9 +197,9 @@ func TestShardSaturationFakeClock(t *testing.T) {
 				secs := t1.Sub(t0).Seconds()
 				records, bytes := float64(s1.RecordsStored-s0.RecordsStored), float64(s1.BytesStored-s0.BytesStored)
 				throttled := float64(s1.Throttled - s0.Throttled)
-				share := records / secs / producer.ShardRecordsPerSecond
+				share := records / secs / kinesislimit.ShardWriteRecordsPerSecond
 				if aggregate {
-					share = bytes / secs / producer.ShardBytesPerSecond
+					share = bytes / secs / kinesislimit.ShardWriteBytesPerSecond
 				}
 				t.Logf("%.1f records/s, %.3f MiB/s, %.1f %% of the limit, %.0f throttled", records/secs, bytes/secs/(1<<20), share*100, throttled)
 				if share < 0.95 || share > 1 {

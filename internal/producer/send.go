@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 // sendOne writes one request: waits (bounded by ctx) until some shard may send, then sends what the
@@ -64,16 +66,16 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 		return nil, wake
 	}
 	bytes := 0
-	for k := 0; k < n && len(req) < MaxRecordsPerRequest; k++ {
+	for k := 0; k < n && len(req) < kinesislimit.MaxRecordsPerRequest; k++ {
 		s := p.states[p.order[(p.next+k)%n]]
 		if len(s.ready) == 0 || now.Before(s.notBefore) {
 			continue
 		}
 		taken, takenBytes := 0, 0.0
-		for len(s.ready) > 0 && len(req) < MaxRecordsPerRequest {
+		for len(s.ready) > 0 && len(req) < kinesislimit.MaxRecordsPerRequest {
 			r := s.ready[0]
 			size := float64(r.size())
-			if bytes+r.size() > MaxRequestBytes || (taken > 0 && !p.inBatch(taken, takenBytes, size)) {
+			if bytes+r.size() > kinesislimit.MaxRequestBytes || (taken > 0 && !p.inBatch(taken, takenBytes, size)) {
 				break
 			}
 			if s.bytes.readyAt(now, size).After(now) || s.records.readyAt(now, 1).After(now) ||
@@ -107,8 +109,8 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 // inBatch says whether a record of size bytes joins a batch that has records and bytes already.
 func (p *Producer) inBatch(records int, bytes, size float64) bool {
 	return !p.cfg.Ordered && float64(records+1) <= max(1, p.recordsRate*batchFraction) &&
-		bytes+size <= p.bytesRate*batchFraction && records < MaxRecordsPerRequest &&
-		bytes+size <= MaxRequestBytes
+		bytes+size <= p.bytesRate*batchFraction && records < kinesislimit.MaxRecordsPerRequest &&
+		bytes+size <= kinesislimit.MaxRequestBytes
 }
 
 // batchReadyAt returns when shard s may send its next batch.

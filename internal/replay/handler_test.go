@@ -170,7 +170,7 @@ func TestContinuationsHandOffEveryObjectOnce(t *testing.T) {
 			t.Errorf("continuation %d = %+v, want continuation %d after %q", i, c, i+1, resps[i].LastKey)
 		}
 	}
-	if n := strings.Count(e.logs.String(), `"msg":"replay"`); n != 3 {
+	if n := strings.Count(e.logs.String(), `"message":"replay"`); n != 3 {
 		t.Errorf("%d summary log lines, want 3 (one per invocation):\n%s", n, e.logs)
 	}
 	if n := strings.Count(e.metrics.String(), "\n"); n != 3 {
@@ -312,7 +312,7 @@ func TestHandOffFailureStopsWithResumeKey(t *testing.T) {
 	if len(e.rec.handOffs) != 10 || len(e.rec.continuations) != 0 {
 		t.Errorf("%d hand-offs %d continuations after the failure, want 10 and 0", len(e.rec.handOffs), len(e.rec.continuations))
 	}
-	if !strings.Contains(e.logs.String(), `"msg":"replay failed"`) {
+	if !strings.Contains(e.logs.String(), `"message":"replay failed"`) {
 		t.Errorf("no failure summary in the log:\n%s", e.logs)
 	}
 }

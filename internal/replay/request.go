@@ -3,8 +3,6 @@ package replay
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/google/uuid"
 
 	"github.com/taxistream/taxistream/internal/ingest"
 )
@@ -126,7 +125,5 @@ func newReplayID(ctx context.Context, now time.Time) string {
 			return id
 		}
 	}
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return "replay-" + now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	return "replay-" + now.UTC().Format("20060102T150405Z") + "-" + uuid.NewString()[:8]
 }

@@ -201,7 +201,7 @@ func (e *evaluator) intrinsic(name string, arg any) (any, error) {
 	case "Ref":
 		s, ok := arg.(string)
 		if !ok {
-			return nil, fmt.Errorf("Ref: argument %v is not a name", arg)
+			return nil, fmt.Errorf("evaluating Ref: argument %v is not a name", arg)
 		}
 		return e.ref(s)
 	case "Fn::GetAtt":
@@ -485,7 +485,7 @@ func (e *evaluator) ref(name string) (any, error) {
 	}
 	r, ok := e.t.Resource(name)
 	if !ok {
-		return nil, fmt.Errorf("Ref %s: no such parameter or resource", name)
+		return nil, fmt.Errorf("resolving Ref %s: no such parameter or resource", name)
 	}
 	if e.r.Ref != nil {
 		if v, ok := e.r.Ref(r); ok {

@@ -34,7 +34,6 @@ package testpeers
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,12 +43,15 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/taxistream/taxistream/internal/testenv"
 )
@@ -169,6 +171,7 @@ func startRIE(t testing.TB, bin, bootstrap string, env map[string]string) (*RIE,
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	// The exit status is not needed: stderr and ProcessState say why it ended when that matters.
 	go func() { _ = cmd.Wait(); close(r.exited) }()
 
 	deadline := time.Now().Add(rieStartTimeout)
@@ -211,13 +214,13 @@ func (r *RIE) stop(t testing.TB) {
 		return
 	default:
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	_ = r.cmd.Process.Signal(syscall.SIGTERM) // fails only when it has exited already; the wait below tells
 	select {
 	case <-r.exited:
 		return
 	case <-time.After(rieStopTimeout):
 	}
-	_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL) // as above: checked by the wait that follows
 	select {
 	case <-r.exited:
 	case <-time.After(rieStopTimeout):
@@ -303,11 +306,7 @@ func (r *RIE) awaitReport(id string) {
 	}
 }
 
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-}
+func newRequestID() string { return uuid.NewString() }
 
 var timedOut = regexp.MustCompile(`^Task timed out after [0-9.]+ seconds$`)
 
@@ -374,6 +373,31 @@ func (r *RIE) Reports() []Report {
 			}
 		}
 		out = append(out, rep)
+	}
+	return out
+}
+
+// LogLinesWithoutRequestID returns the function's JSON log lines (objects with a "message") that do
+// not carry, as requestId, the request id of an invocation the emulator reported, leaving out lines
+// whose message is one of initMessages (logged at start-up, outside any invocation).
+func (r *RIE) LogLinesWithoutRequestID(initMessages ...string) []string {
+	ids := map[string]bool{}
+	for _, rep := range r.Reports() {
+		ids[rep.RequestID] = true
+	}
+	var out []string
+	for _, line := range strings.Split(r.Stdout(), "\n") {
+		var l map[string]any
+		if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &l) != nil {
+			continue
+		}
+		msg, ok := l["message"].(string)
+		if !ok || slices.Contains(initMessages, msg) {
+			continue
+		}
+		if id, _ := l["requestId"].(string); !ids[id] {
+			out = append(out, line)
+		}
 	}
 	return out
 }

@@ -1,7 +1,6 @@
 package bucket
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"net/http"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/google/uuid"
 )
 
 // Error codes of the S3 errors that the SDK does not model as types (it returns them as
@@ -76,10 +76,10 @@ type invalidKeyError struct {
 
 func (e *invalidKeyError) Unwrap() error { return e.cause }
 
+// requestID looks like S3's x-amz-request-id: 16 upper-case hex digits (of a random UUID).
 func requestID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return strings.ToUpper(hex.EncodeToString(b[:]))
+	id := uuid.New()
+	return strings.ToUpper(hex.EncodeToString(id[:8]))
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -168,7 +168,7 @@ func New(cfg Config, src shardReader) (*ESM, error) {
 		errs = append(errs, err)
 	}
 	if cfg.Invoke == nil {
-		errs = append(errs, errors.New("Invoke is required"))
+		errs = append(errs, errors.New("no Invoke function in the configuration"))
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = DefaultBatchSize

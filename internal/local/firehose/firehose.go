@@ -226,7 +226,7 @@ func New(cfg Config, src shardReader, dst objectPutter) (*Firehose, error) {
 		errs = append(errs, errors.New("DeliveryStreamName is required"))
 	}
 	if cfg.Bucket == "" {
-		errs = append(errs, errors.New("Bucket is required"))
+		errs = append(errs, errors.New("no bucket in the configuration"))
 	}
 	if cfg.StreamName == "" && cfg.StreamARN == "" {
 		errs = append(errs, errors.New("StreamName or StreamARN is required"))
@@ -271,7 +271,7 @@ func New(cfg Config, src shardReader, dst objectPutter) (*Firehose, error) {
 	}
 	p, err := compilePrefix(pfx, false)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("Prefix: %w", err))
+		errs = append(errs, fmt.Errorf("evaluating the prefix: %w", err))
 	}
 	if errPfx == "" {
 		if cfg.Prefix != "" && p.expressions {

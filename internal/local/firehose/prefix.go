@@ -1,8 +1,8 @@
 package firehose
 
 import (
-	"crypto/rand"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 )
@@ -96,9 +96,8 @@ const alphanum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789
 // randomString returns n random alphanumeric characters, like !{firehose:random-string} (11 of them).
 func randomString(n int) string {
 	b := make([]byte, n)
-	_, _ = rand.Read(b)
 	for i := range b {
-		b[i] = alphanum[int(b[i])%len(alphanum)]
+		b[i] = alphanum[rand.IntN(len(alphanum))]
 	}
 	return string(b)
 }

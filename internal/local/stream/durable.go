@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 // A durable stream (Config.Dir) keeps, under its folder:
@@ -112,7 +114,7 @@ func (s *Stream) reopen(shardCount int) (found bool, err error) {
 		}
 		sh := &shard{
 			id: sl.ID, index: i, start: start, end: end, parent: sl.Parent, adjParent: sl.AdjParent,
-			startSeq: sl.StartSeq, endSeq: sl.EndSeq, children: sl.Children, readTokens: ShardReadBytesPerSecond,
+			startSeq: sl.StartSeq, endSeq: sl.EndSeq, children: sl.Children, readTokens: kinesislimit.ShardReadBytesPerSecond,
 		}
 		if sh.log, err = openShardLog(s.shardDir(sh.id)); err != nil {
 			s.Close()

@@ -7,6 +7,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 type observed []PutObservation
@@ -58,8 +60,8 @@ func TestObserverSeesEveryEntry(t *testing.T) {
 			}
 		}
 	}
-	if stored != ShardWriteRecordsPerSecond || throttled != 1500-ShardWriteRecordsPerSecond {
-		t.Errorf("%d stored, %d throttled; want %d and %d", stored, throttled, ShardWriteRecordsPerSecond, 1500-ShardWriteRecordsPerSecond)
+	if stored != kinesislimit.ShardWriteRecordsPerSecond || throttled != 1500-kinesislimit.ShardWriteRecordsPerSecond {
+		t.Errorf("%d stored, %d throttled; want %d and %d", stored, throttled, kinesislimit.ShardWriteRecordsPerSecond, 1500-kinesislimit.ShardWriteRecordsPerSecond)
 	}
 	if _, ok := SequenceCounter("123"); ok {
 		t.Error("SequenceCounter accepted a short sequence number")

@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 // Per-entry error codes of a PutRecords response.
@@ -128,7 +130,7 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 			sh.rollWindow(sec)
 		}
 		if !s.limitsOff {
-			if sh.winRecs+1 > ShardWriteRecordsPerSecond || (sh.winBytes+size > ShardWriteBytesPerSecond && sh.winBytes > 0) {
+			if sh.winRecs+1 > kinesislimit.ShardWriteRecordsPerSecond || (sh.winBytes+size > kinesislimit.ShardWriteBytesPerSecond && sh.winBytes > 0) {
 				res.ErrorCode = aws.String(ErrCodeThroughput)
 				res.ErrorMessage = aws.String(fmt.Sprintf("Rate exceeded for shard %s in stream %s under account %s.", sh.id, s.name, AccountID))
 				s.stats.Throttled++
@@ -195,8 +197,8 @@ func (s *Stream) validate(recs []types.PutRecordsRequestEntry) ([]entry, error) 
 	if len(recs) == 0 {
 		return nil, validation("1 validation error detected: Value '[]' at 'records' failed to satisfy constraint: Member must have length greater than or equal to 1")
 	}
-	if len(recs) > MaxRecordsPerRequest {
-		return nil, validation(fmt.Sprintf("1 validation error detected: Value '[...%d entries]' at 'records' failed to satisfy constraint: Member must have length less than or equal to %d", len(recs), MaxRecordsPerRequest))
+	if len(recs) > kinesislimit.MaxRecordsPerRequest {
+		return nil, validation(fmt.Sprintf("1 validation error detected: Value '[...%d entries]' at 'records' failed to satisfy constraint: Member must have length less than or equal to %d", len(recs), kinesislimit.MaxRecordsPerRequest))
 	}
 	entries := make([]entry, len(recs))
 	total := 0
@@ -205,8 +207,8 @@ func (s *Stream) validate(recs []types.PutRecordsRequestEntry) ([]entry, error) 
 		if r.PartitionKey == nil {
 			return nil, validation(fmt.Sprintf("1 validation error detected: Value null at 'records.%d.member.partitionKey' failed to satisfy constraint: Member must not be null", i+1))
 		}
-		if n := utf8.RuneCountInString(key); n < 1 || n > MaxPartitionKeyLength {
-			return nil, validation(fmt.Sprintf("1 validation error detected: Value '%s' at 'records.%d.member.partitionKey' failed to satisfy constraint: Member must have length between 1 and %d", key, i+1, MaxPartitionKeyLength))
+		if n := utf8.RuneCountInString(key); n < 1 || n > kinesislimit.MaxPartitionKeyLength {
+			return nil, validation(fmt.Sprintf("1 validation error detected: Value '%s' at 'records.%d.member.partitionKey' failed to satisfy constraint: Member must have length between 1 and %d", key, i+1, kinesislimit.MaxPartitionKeyLength))
 		}
 		size := len(r.Data) + len(key)
 		if size > s.maxRecordBytes {
@@ -223,8 +225,8 @@ func (s *Stream) validate(recs []types.PutRecordsRequestEntry) ([]entry, error) 
 		}
 		entries[i] = entry{data: append([]byte(nil), r.Data...), key: key, hash: h}
 	}
-	if total > MaxRequestBytes {
-		return nil, invalidArg(fmt.Sprintf("Records size exceeds %d MB limit: request is %d bytes.", MaxRequestBytes>>20, total))
+	if total > kinesislimit.MaxRequestBytes {
+		return nil, invalidArg(fmt.Sprintf("Records size exceeds %d MB limit: request is %d bytes.", kinesislimit.MaxRequestBytes>>20, total))
 	}
 	return entries, nil
 }

@@ -10,10 +10,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 // GetShardIterator returns an iterator for one of the five iterator types. The iterator expires after
-// IteratorLifetime.
+// kinesislimit.IteratorLifetime.
 func (s *Stream) GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, _ ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -89,7 +91,7 @@ func (s *Stream) checkSeq(sh *shard, seq string) (uint64, error) {
 
 // GetRecords reads from the iterator's position. It enforces Limit ≤ 10,000, at most 10 MiB per call,
 // 5 calls per second per shard and 2 MiB/s per shard (see the package comment), and expires iterators
-// older than IteratorLifetime.
+// older than kinesislimit.IteratorLifetime.
 func (s *Stream) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, _ ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -97,11 +99,11 @@ func (s *Stream) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, _ 
 	if in.StreamARN != nil && *in.StreamARN != s.arn {
 		return nil, notFound(*in.StreamARN)
 	}
-	limit := MaxGetRecordsLimit
+	limit := kinesislimit.MaxGetRecordsLimit
 	if in.Limit != nil {
 		limit = int(*in.Limit)
-		if limit < 1 || limit > MaxGetRecordsLimit {
-			return nil, invalidArg(fmt.Sprintf("Limit %d is out of range: it must be between 1 and %d.", limit, MaxGetRecordsLimit))
+		if limit < 1 || limit > kinesislimit.MaxGetRecordsLimit {
+			return nil, invalidArg(fmt.Sprintf("Limit %d is out of range: it must be between 1 and %d.", limit, kinesislimit.MaxGetRecordsLimit))
 		}
 	}
 	if s.faults.Latency > 0 {
@@ -117,10 +119,10 @@ func (s *Stream) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, _ 
 	}
 	now := s.now()
 	issued := time.Unix(0, tok.Issued)
-	if now.Sub(issued) > IteratorLifetime {
+	if now.Sub(issued) > kinesislimit.IteratorLifetime {
 		return nil, &types.ExpiredIteratorException{Message: aws.String(fmt.Sprintf(
 			"Iterator expired. The iterator was created at time %s while right now it is %s which is further in the future than the tolerated delay of %d milliseconds.",
-			issued.UTC().Format(time.RFC1123), now.UTC().Format(time.RFC1123), IteratorLifetime.Milliseconds()))}
+			issued.UTC().Format(time.RFC1123), now.UTC().Format(time.RFC1123), kinesislimit.IteratorLifetime.Milliseconds()))}
 	}
 	if err := s.requestFault("GetRecords"); err != nil {
 		s.stats.RequestErrors++
@@ -152,7 +154,7 @@ func (s *Stream) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, _ 
 			s.stats.StorageErrors++
 			return nil, &types.InternalFailureException{Message: aws.String("Internal service failure (local stream: " + err.Error() + ").")}
 		}
-		if len(out.Records) == limit || (bytes+rec.size > MaxGetRecordsBytes && len(out.Records) > 0) {
+		if len(out.Records) == limit || (bytes+rec.size > kinesislimit.MaxGetRecordsBytes && len(out.Records) > 0) {
 			behind = &rec
 			break
 		}
@@ -193,14 +195,14 @@ func (s *Stream) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, _ 
 // readAllowed applies the per-shard read limits. Must be called with mu held.
 func (s *Stream) readAllowed(sh *shard, now time.Time) error {
 	if !sh.readAt.IsZero() {
-		sh.readTokens = min(ShardReadBytesPerSecond, sh.readTokens+now.Sub(sh.readAt).Seconds()*ShardReadBytesPerSecond)
+		sh.readTokens = min(kinesislimit.ShardReadBytesPerSecond, sh.readTokens+now.Sub(sh.readAt).Seconds()*kinesislimit.ShardReadBytesPerSecond)
 	}
 	sh.readAt = now
 	sec := now.Unix()
 	if sh.readSec != sec {
 		sh.readSec, sh.readCalls = sec, 0
 	}
-	if sh.readCalls >= ShardReadCallsPerSecond || sh.readTokens <= 0 {
+	if sh.readCalls >= kinesislimit.ShardReadCallsPerSecond || sh.readTokens <= 0 {
 		return &types.ProvisionedThroughputExceededException{Message: aws.String(fmt.Sprintf(
 			"Rate exceeded for Shard - %s/%s/%s", AccountID, s.name, sh.id))}
 	}

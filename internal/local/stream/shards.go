@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 func hashRange(sh *shard) *types.HashKeyRange {
@@ -304,7 +306,7 @@ func (s *Stream) WriteUse() []ShardUse {
 		case last + 1:
 			u.Records, u.Bytes = sh.prevRecs, sh.prevBytes
 		}
-		u.Use = max(float64(u.Records)/ShardWriteRecordsPerSecond, float64(u.Bytes)/ShardWriteBytesPerSecond)
+		u.Use = max(float64(u.Records)/kinesislimit.ShardWriteRecordsPerSecond, float64(u.Bytes)/kinesislimit.ShardWriteBytesPerSecond)
 		out = append(out, u)
 	}
 	return out

@@ -44,36 +44,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
-// Kinesis Data Streams limits (provisioned mode), as documented in the Kinesis quotas page.
+// The Kinesis limits the stream enforces are internal/kinesislimit's.
+
 const (
-	// MaxRecordsPerRequest is the maximum number of entries in one PutRecords request.
-	MaxRecordsPerRequest = 500
-	// MaxRequestBytes is the maximum size of one PutRecords request (data blobs and partition keys).
-	MaxRequestBytes = 5 << 20
-	// DefaultMaxRecordSizeInKiB is the default largest record (data + partition key), 1 MiB.
-	DefaultMaxRecordSizeInKiB = 1024
-	// MaxMaxRecordSizeInKiB is the largest value MaxRecordSizeInKiB may take (10 MiB).
-	MaxMaxRecordSizeInKiB = 10240
-	// MaxPartitionKeyLength is the maximum partition key length in Unicode characters.
-	MaxPartitionKeyLength = 256
-	// ShardWriteBytesPerSecond is the per-shard write limit in bytes (data + partition key).
-	ShardWriteBytesPerSecond = 1 << 20
-	// ShardWriteRecordsPerSecond is the per-shard write limit in records.
-	ShardWriteRecordsPerSecond = 1000
-	// MaxGetRecordsLimit is the largest Limit of one GetRecords call.
-	MaxGetRecordsLimit = 10000
-	// MaxGetRecordsBytes is the most data one GetRecords call returns.
-	MaxGetRecordsBytes = 10 << 20
-	// ShardReadCallsPerSecond is the number of GetRecords calls a shard serves per second.
-	ShardReadCallsPerSecond = 5
-	// ShardReadBytesPerSecond is the per-shard read limit in bytes.
-	ShardReadBytesPerSecond = 2 << 20
-	// IteratorLifetime is how long a shard iterator stays valid.
-	IteratorLifetime = 5 * time.Minute
-	// DefaultRetentionHours is the default retention period (24 h).
-	DefaultRetentionHours = 24
 	// AccountID is the account every local ARN names.
 	AccountID = "000000000000"
 	// DefaultRegion is used when Config.Region is empty.
@@ -85,8 +62,8 @@ type Config struct {
 	Name               string // stream name (required)
 	Region             string // default DefaultRegion
 	ShardCount         int    // default 1
-	RetentionHours     int    // default DefaultRetentionHours
-	MaxRecordSizeInKiB int    // default DefaultMaxRecordSizeInKiB; at most MaxMaxRecordSizeInKiB
+	RetentionHours     int    // default kinesislimit.DefaultRetentionHours
+	MaxRecordSizeInKiB int    // default kinesislimit.DefaultMaxRecordSizeInKiB; at most kinesislimit.MaxMaxRecordSizeInKiB
 
 	// LimitsOff disables the per-shard write and read throughput limits (request and record size
 	// validation stays on), for unit tests of other packages.
@@ -199,13 +176,13 @@ func New(cfg Config) (*Stream, error) {
 		return nil, fmt.Errorf("creating stream %s: shard count %d < 1", cfg.Name, cfg.ShardCount)
 	}
 	if cfg.RetentionHours == 0 {
-		cfg.RetentionHours = DefaultRetentionHours
+		cfg.RetentionHours = kinesislimit.DefaultRetentionHours
 	}
 	if cfg.MaxRecordSizeInKiB == 0 {
-		cfg.MaxRecordSizeInKiB = DefaultMaxRecordSizeInKiB
+		cfg.MaxRecordSizeInKiB = kinesislimit.DefaultMaxRecordSizeInKiB
 	}
-	if cfg.MaxRecordSizeInKiB < 0 || cfg.MaxRecordSizeInKiB > MaxMaxRecordSizeInKiB {
-		return nil, fmt.Errorf("creating stream %s: MaxRecordSizeInKiB %d out of range 1..%d", cfg.Name, cfg.MaxRecordSizeInKiB, MaxMaxRecordSizeInKiB)
+	if cfg.MaxRecordSizeInKiB < 0 || cfg.MaxRecordSizeInKiB > kinesislimit.MaxMaxRecordSizeInKiB {
+		return nil, fmt.Errorf("creating stream %s: MaxRecordSizeInKiB %d out of range 1..%d", cfg.Name, cfg.MaxRecordSizeInKiB, kinesislimit.MaxMaxRecordSizeInKiB)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -283,7 +260,7 @@ func (s *Stream) addShard(start, end *big.Int, parent, adj string) *shard {
 	sh := &shard{
 		id: ShardID(idx), index: idx, start: start, end: end, parent: parent, adjParent: adj,
 		startSeq:   s.seqString(s.counter, idx),
-		readTokens: ShardReadBytesPerSecond,
+		readTokens: kinesislimit.ShardReadBytesPerSecond,
 		log:        newShardLog(s.shardDir(ShardID(idx))),
 	}
 	s.shards = append(s.shards, sh)

@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 // kinesisAPI is the SDK client's shape for the operations the Stream emulates.
@@ -227,7 +229,7 @@ func (s *Stream) toShardID(key string) *string {
 }
 
 func TestWriteByteLimitCountsPartitionKey(t *testing.T) {
-	const quarter = ShardWriteBytesPerSecond / 4
+	const quarter = kinesislimit.ShardWriteBytesPerSecond / 4
 	t.Run("exactly 1 MiB passes", func(t *testing.T) {
 		s, _ := newStream(t, Config{})
 		out := put(t, s, entries(4, quarter-1, "k")) // 4 × (262143 + 1) = 1 MiB
@@ -442,9 +444,9 @@ func TestRetentionTrimsOldRecords(t *testing.T) {
 func TestIteratorExpiresAfterFiveMinutes(t *testing.T) {
 	s, c := newStream(t, Config{})
 	it := iter(t, s, ShardID(0), types.ShardIteratorTypeTrimHorizon, "", nil)
-	c.Advance(IteratorLifetime)
+	c.Advance(kinesislimit.IteratorLifetime)
 	next := get(t, s, it).NextShardIterator
-	c.Advance(IteratorLifetime + time.Millisecond)
+	c.Advance(kinesislimit.IteratorLifetime + time.Millisecond)
 	_, err := s.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: next})
 	var ei *types.ExpiredIteratorException
 	if !errors.As(err, &ei) {
@@ -461,7 +463,7 @@ func TestReadLimits(t *testing.T) {
 	t.Run("5 calls per second", func(t *testing.T) {
 		s, c := newStream(t, Config{})
 		it := iter(t, s, ShardID(0), types.ShardIteratorTypeTrimHorizon, "", nil)
-		for i := 0; i < ShardReadCallsPerSecond; i++ {
+		for i := 0; i < kinesislimit.ShardReadCallsPerSecond; i++ {
 			it = get(t, s, it).NextShardIterator
 		}
 		_, err := s.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it})

@@ -102,7 +102,7 @@ func New(cfg Config, inv invoker) (*Trigger, error) {
 		}
 		for _, e := range r.Events {
 			if !strings.HasPrefix(e, "s3:") {
-				return nil, fmt.Errorf("configuring s3 trigger: rule %d: event %q does not start with s3:", i, e)
+				return nil, fmt.Errorf("configuring s3 trigger: rule %d: event %q does not start with \"s3:\"", i, e)
 			}
 		}
 		if r.ID == "" {

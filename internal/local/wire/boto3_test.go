@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/local/stream"
 	"github.com/taxistream/taxistream/internal/testenv"
 )
@@ -84,8 +85,8 @@ func TestBoto3Throttling(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("decoding the producer's report: %v\n%s", err, out)
 	}
-	if got.Accepted != stream.ShardWriteRecordsPerSecond || got.Throttled != 500 || len(got.OtherErrors) != 0 {
-		t.Errorf("accepted %d, throttled %d, other errors %v; want %d, 500, none", got.Accepted, got.Throttled, got.OtherErrors, stream.ShardWriteRecordsPerSecond)
+	if got.Accepted != kinesislimit.ShardWriteRecordsPerSecond || got.Throttled != 500 || len(got.OtherErrors) != 0 {
+		t.Errorf("accepted %d, throttled %d, other errors %v; want %d, 500, none", got.Accepted, got.Throttled, got.OtherErrors, kinesislimit.ShardWriteRecordsPerSecond)
 	}
 	if len(got.Messages) != 1 || !strings.HasPrefix(got.Messages[0], "Rate exceeded for shard shardId-00000000000") {
 		t.Errorf("throttle messages %q, want one naming the shard", got.Messages)

@@ -43,7 +43,10 @@ func decodeJSON(body []byte, into any) error {
 		if err := epochToRFC3339(tree); err != nil {
 			return err
 		}
-		body, _ = json.Marshal(tree)
+		var err error
+		if body, err = json.Marshal(tree); err != nil {
+			return &serializationError{"re-encoding the request: " + err.Error()}
+		}
 	}
 	if err := json.Unmarshal(body, into); err != nil {
 		return &serializationError{"decoding the request: " + err.Error()}

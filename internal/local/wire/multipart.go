@@ -3,7 +3,6 @@ package wire
 import (
 	"context"
 	"crypto/md5"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
 	"github.com/johannesboyne/gofakes3"
 
 	"github.com/taxistream/taxistream/internal/local/bucket"
@@ -77,9 +77,7 @@ func (m *multipart) CreateMultipartUpload(bucketName, key string, meta map[strin
 			return "", gerr
 		}
 	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	id := gofakes3.UploadID(hex.EncodeToString(b[:]))
+	id := gofakes3.UploadID(strings.ReplaceAll(uuid.NewString(), "-", ""))
 	if err := os.MkdirAll(filepath.Join(m.dir, string(id)), 0o755); err != nil {
 		return "", gofakes3.ErrorMessage(gofakes3.ErrInternal, err.Error())
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/local/bucket"
 	"github.com/taxistream/taxistream/internal/local/stream"
 )
@@ -184,7 +185,7 @@ func TestKinesisWireThrottlesReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	var codes []string
-	for range stream.ShardReadCallsPerSecond + 1 {
+	for range kinesislimit.ShardReadCallsPerSecond + 1 {
 		_, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator})
 		code := "ok"
 		var ae smithy.APIError

@@ -21,7 +21,6 @@ package wire
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -33,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/johannesboyne/gofakes3"
 )
 
@@ -207,9 +207,8 @@ func (r *recorder) Write(p []byte) (int, error) {
 
 // requestID returns a request id in the shape S3 uses (16 upper-case hex digits).
 func requestID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return strings.ToUpper(hex.EncodeToString(b[:]))
+	id := uuid.New()
+	return strings.ToUpper(hex.EncodeToString(id[:8]))
 }
 
 // s3Backend is gofakes3's Backend (the bucket) and MultipartBackend (parts on disk) in one value.
