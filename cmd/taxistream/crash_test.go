@@ -89,11 +89,6 @@ type killPoint struct {
 	at   func(dir string) bool
 }
 
-func exists(glob string) bool {
-	m, _ := filepath.Glob(glob)
-	return len(m) > 0
-}
-
 // treeHas reports whether a file under root satisfies ok.
 func treeHas(root string, ok func(path string, size int64) bool) bool {
 	found := false
