@@ -12,7 +12,19 @@ import (
 	"strings"
 
 	"github.com/taxistream/taxistream/internal/bench"
+	"github.com/taxistream/taxistream/internal/producer"
 )
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
 
 // cmdBench measures conversion, shard saturation, ingest, the consumer and cold starts (issue 9) and
 // writes a table to stdout and the numbers as JSON. `bench --child MODE ...` is the hidden mode in
@@ -31,6 +43,8 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		satDur   = fs.Duration("saturation", 0, "measured time per shard saturation variant (default 15s; quick 2s)")
 		trips    = fs.Int("trips", 0, "distinct trips fed to ProcessFunction (default 200000; quick 20000)")
 		starts   = fs.Int("cold-starts", 0, "emulator starts per function (default 5; quick 1)")
+		shards   = fs.String("shards", "", "shard counts of the shards section, comma-separated (default 4,8; quick 2)")
+		routings = fs.String("routings", "", "shard routings of the shards section, comma-separated (default balanced,key)")
 		compMB   = fs.Int("compact-mb", 0, "size of the partition the compaction section generates and compacts, in MB (default 1000; quick 32)")
 		sections = fs.String("sections", "", "comma-separated sections to run (default all: "+strings.Join(bench.Sections, ",")+")")
 		tmp      = fs.String("tmp", "", "folder for generated files (default the system temp folder)")
@@ -41,7 +55,7 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		memSh    = fs.String("memory-shards", "", "shard counts of the memory section, comma-separated (default 1,4)")
 	)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: taxistream bench [flags]\n\nMeasures conversion vs the workshop baseline, one shard's saturation, ingest end to end with\npeak memory, consumer trips/s per core, cold starts and the local pipeline's peak memory against input\nsize; prints a table and writes JSON.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: taxistream bench [flags]\n\nMeasures conversion vs the workshop baseline, Parquet input vs DuckDB, one shard's saturation, ingest end to end\nwith peak memory, consumer trips/s per core, cold starts, whole local runs (limits off, and limits on over\nseveral shards), the Lambda cost they imply, and the local pipeline's peak memory against input size;\nprints a table and writes JSON.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -61,6 +75,19 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	if mbSet || !*quick {
 		opts.MB = *mb
+	}
+	for _, v := range splitList(*shards) {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			return fmt.Errorf("%w: --shards %q: want shard counts 1-500", errUsage, v)
+		}
+		opts.ShardCounts = append(opts.ShardCounts, n)
+	}
+	for _, v := range splitList(*routings) {
+		if _, err := producer.ParseRouting(v); err != nil {
+			return fmt.Errorf("%w: --routings: %v", errUsage, err)
+		}
+		opts.Routings = append(opts.Routings, v)
 	}
 	if *sections != "" {
 		for _, s := range strings.Split(*sections, ",") {

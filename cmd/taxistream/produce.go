@@ -15,6 +15,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/taxistream/taxistream/internal/feed"
+	"github.com/taxistream/taxistream/internal/producer"
 )
 
 // cmdProduce streams local files, globs or an s3:// prefix into a Kinesis stream.
@@ -24,6 +25,7 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	stream := fs.String("stream", "", "stream name or ARN (required unless --dry-run)")
 	key := fs.String("partition-key", "pu_location_id", "record field used as partition key, or random")
 	noAgg := fs.Bool("no-aggregate", false, "send one Kinesis record per row (no KPL aggregation)")
+	routing := fs.String("routing", "balanced", "shard routing: balanced (every shard at its limit; records keep their own keys, no per-key order) or key (by partition key hash: per-key order)")
 	dry := fs.Bool("dry-run", false, "print the records instead of sending them")
 	rateFlag := fs.Float64("rate", 0, "cap on records per second (0: the shards' own limits)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
@@ -41,6 +43,10 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	if *stream == "" && !*dry {
 		return fmt.Errorf("%w: --stream is required (or --dry-run)", errUsage)
+	}
+	route, err := producer.ParseRouting(*routing)
+	if err != nil {
+		return fmt.Errorf("%w: --routing: %v", errUsage, err)
 	}
 	var kc *kinesis.Client
 	var s3c *s3.Client
@@ -77,6 +83,7 @@ func cmdProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		total += in.Size
 	}
 	opts := feed.Options{
+		Routing:           route,
 		Stream:            *stream,
 		PartitionKeyField: *key,
 		Aggregate:         !*noAgg,

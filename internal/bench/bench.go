@@ -28,15 +28,21 @@ import (
 // Section names, in the order they run.
 const (
 	SectionConversion = "conversion"
+	SectionParquet    = "parquet"
 	SectionSaturation = "saturation"
 	SectionIngest     = "ingest"
 	SectionConsumer   = "consumer"
 	SectionColdStart  = "coldstart"
 	SectionCompact    = "compact"
+	SectionLocal      = "local"
+	SectionShards     = "shards"
+	SectionCost       = "cost"
 )
 
-// Sections lists every section in run order.
-var Sections = []string{SectionConversion, SectionSaturation, SectionIngest, SectionConsumer, SectionColdStart, SectionCompact, SectionMemory}
+// Sections lists every section in run order. The cost section computes from the ingest and consumer
+// sections' numbers.
+var Sections = []string{SectionConversion, SectionParquet, SectionSaturation, SectionIngest, SectionConsumer, SectionColdStart,
+	SectionCompact, SectionLocal, SectionShards, SectionCost, SectionMemory}
 
 // Options configure a run. The zero value (plus Child) is the full default run.
 type Options struct {
@@ -48,6 +54,8 @@ type Options struct {
 	ConsumerTrips      int           // distinct trips fed to ProcessFunction (default 200,000; quick 20,000)
 	ConsumerSeconds    float64       // the consumer loops over its batches at least this long (default 5; quick 0)
 	ColdStarts         int           // emulator starts per function (default 5; quick 1)
+	ShardCounts        []int         // shards of the shards section's runs (default 4, 8; quick 2)
+	Routings           []string      // shard routings of the shards section (default balanced, key)
 	CompactMB          int           // size of the partition compacted (default 1,000 MB; quick 32)
 
 	Sections []string // the sections to run; nil = all
@@ -96,6 +104,15 @@ func (o *Options) defaults() {
 	if o.ConsumerSeconds <= 0 && !o.Quick {
 		o.ConsumerSeconds = 5
 	}
+	if len(o.ShardCounts) == 0 {
+		o.ShardCounts = []int{4, 8}
+		if o.Quick {
+			o.ShardCounts = []int{2}
+		}
+	}
+	if len(o.Routings) == 0 {
+		o.Routings = []string{"balanced", "key"}
+	}
 	if o.ColdStarts <= 0 {
 		o.ColdStarts = 5
 		if o.Quick {
@@ -138,10 +155,14 @@ type Results struct {
 	Command    string             `json:"command,omitempty"`
 	Quick      bool               `json:"quick"`
 	Conversion *ConversionResult  `json:"conversion,omitempty"`
+	Parquet    *ParquetSection    `json:"parquet,omitempty"`
 	Saturation *SaturationSection `json:"saturation,omitempty"`
 	Ingest     *IngestSection     `json:"ingest,omitempty"`
 	Consumer   *ConsumerResult    `json:"consumer,omitempty"`
 	ColdStart  *ColdStartSection  `json:"cold_start,omitempty"`
+	Local      *LocalSection      `json:"local,omitempty"`
+	Shards     *LocalSection      `json:"shards,omitempty"`
+	Cost       *CostSection       `json:"cost,omitempty"`
 	Compaction *CompactionResult  `json:"compaction,omitempty"`
 	Memory     *MemorySection     `json:"memory,omitempty"`
 	Targets    []Target           `json:"targets"`
@@ -211,11 +232,15 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 		f    func() error
 	}{
 		{SectionConversion, func() (err error) { res.Conversion, err = runConversion(ctx, &opts, work); return }},
+		{SectionParquet, func() (err error) { res.Parquet, err = runParquet(ctx, &opts, work); return }},
 		{SectionSaturation, func() (err error) { res.Saturation, err = runSaturation(ctx, &opts); return }},
 		{SectionIngest, func() (err error) { res.Ingest, err = runIngest(ctx, &opts, work); return }},
 		{SectionConsumer, func() (err error) { res.Consumer, err = runConsumer(ctx, &opts); return }},
 		{SectionColdStart, func() (err error) { res.ColdStart, err = runColdStart(ctx, &opts); return }},
 		{SectionCompact, func() (err error) { res.Compaction, err = runCompaction(ctx, &opts, work); return }},
+		{SectionLocal, func() (err error) { res.Local, err = runLocal(ctx, &opts, work); return }},
+		{SectionShards, func() (err error) { res.Shards, err = runShards(ctx, &opts, work); return }},
+		{SectionCost, func() error { res.Cost = costOf(res, &opts); return nil }},
 		{SectionMemory, func() (err error) { res.Memory, err = runMemory(ctx, &opts, work); return }},
 	}
 	for _, s := range steps {

@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/taxistream/taxistream/internal/testenv"
 )
 
 // childEnv makes the test binary act as the benchmark's child process (see TestMain).
@@ -37,8 +40,9 @@ func TestQuickRun(t *testing.T) {
 		Quick:              true,
 		SaturationDuration: time.Second,
 		ConsumerTrips:      5000,
-		Sections:           []string{SectionConversion, SectionSaturation, SectionIngest, SectionConsumer},
+		Sections:           []string{SectionConversion, SectionSaturation, SectionIngest, SectionConsumer, SectionCost},
 		TempDir:            t.TempDir(),
+		RepoDir:            testenv.Root(t),
 		Python:             "-", // the baseline is external
 		Child:              []string{os.Args[0]},
 		ChildEnv:           []string{childEnv + "=1"},
@@ -126,6 +130,18 @@ func TestQuickRun(t *testing.T) {
 		t.Errorf("consumer = %+v; want trips processed, invokes and Parquet written", co)
 	}
 
+	// The cost model, from this run's ingest and consumer: the template's memory, positive figures, and
+	// IngestFunction bound by one shard's 1 MiB/s (a month's records take far longer to write than to
+	// convert), the stream's shard-hours dominating a month.
+	cs := res.Cost
+	if cs == nil || cs.Skipped != "" || cs.IngestMemoryMB <= 0 || cs.ProcessMemoryMB <= 0 || cs.IngestCPUPerM <= 0 || cs.ProcessGBsPerM <= 0 || len(cs.Month) == 0 {
+		t.Fatalf("cost = %+v", cs)
+	}
+	if m := cs.Month[0]; m.Shards != 1 || !m.IngestBoundByIO || m.StreamShare <= 0.5 || m.StreamShare > 1 ||
+		math.Abs(m.IngestSeconds-cs.BytesPerM*MonthTrips/1e6/(1<<20)) > 1e-6*m.IngestSeconds {
+		t.Errorf("cost, one shard: %+v", m)
+	}
+
 	names := map[string]string{}
 	for _, tg := range got.Targets {
 		names[tg.Name] = tg.Status
@@ -174,6 +190,41 @@ func TestSectionsSkipWithReason(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "skipped:") {
 		t.Errorf("log does not say what was skipped:\n%s", log.String())
+	}
+}
+
+// TestQuickLocal runs the local (limits off) and shards (limits on) sections' quick path: whole local
+// runs in child processes that reconcile, with per-shard shares that add up.
+func TestQuickLocal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs whole local clouds (about 30 s); skipped with -short")
+	}
+	var log bytes.Buffer
+	res, err := Run(context.Background(), Options{
+		Quick: true, Sections: []string{SectionLocal, SectionShards}, Routings: []string{"balanced"},
+		TempDir: t.TempDir(), RepoDir: testenv.Root(t),
+		Child: []string{os.Args[0]}, ChildEnv: []string{childEnv + "=1"}, Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\nlog:\n%s", err, log.String())
+	}
+	if res.Local == nil || len(res.Local.Runs) != 3 || res.Shards == nil || len(res.Shards.Runs) != 1 {
+		t.Fatalf("local %+v, shards %+v", res.Local, res.Shards)
+	}
+	for _, r := range append(res.Local.Runs, res.Shards.Runs...) {
+		if !r.Reconciled || r.Rows <= 0 || r.Pipeline <= 0 || r.CPUPipeline <= 0 || r.StreamBytes <= 0 || r.Ingest <= 0 {
+			t.Errorf("%s: %+v", r.Label, r)
+		}
+		var sum float64
+		for _, s := range r.ShardShares {
+			sum += s
+		}
+		if len(r.ShardShares) != r.Shards || math.Abs(sum-1) > 1e-9 {
+			t.Errorf("%s: shard shares %v for %d shards", r.Label, r.ShardShares, r.Shards)
+		}
+	}
+	if sh := res.Shards.Runs[0]; sh.LimitsOff || sh.UniformBound <= 0 || sh.Shards != 2 {
+		t.Errorf("shards run %+v: want limits on, 2 shards, a uniform bound", sh)
 	}
 }
 

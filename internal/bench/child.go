@@ -21,6 +21,8 @@ const (
 	childConvert  = "convert"  // convert FILE: CSV → canonical records written to /dev/null
 	childIngest   = "ingest"   // ingest DIR KEY [discard]: IngestFunction on a local bucket and stream
 	childConsumer = "consumer" // consumer [flags]: ProcessFunction on generated batches, GOMAXPROCS=1
+	childParquet  = "parquet"  // parquet FILE N: Parquet → canonical records (N times) to /dev/null, GOMAXPROCS=1
+	childLocal    = "local"    // local [flags]: a whole local-cloud run (see childLocalRun)
 	childCompact  = "compact"  // compact BUCKET-DIR TMP-DIR: compaction of the bench partition
 )
 
@@ -37,6 +39,7 @@ type childResult struct {
 	PeakRSS int64              `json:"peak_rss_bytes"`
 	Extra   map[string]float64 `json:"extra,omitempty"`
 	Note    string             `json:"note,omitempty"`
+	Local   *LocalRun          `json:"local,omitempty"` // childLocal's result
 }
 
 // childRun is a childResult plus what the parent saw of the process.
@@ -83,6 +86,20 @@ func ChildMain(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		res, err = childConsume(ctx, consumeOptions{trips: *trips, minSeconds: *seconds, zones: *zones, profile: *profile, input: *input, shapes: *shapes})
+	case childParquet:
+		if len(args) != 3 {
+			return errors.New("child parquet: want FILE N")
+		}
+		n, err := strconv.Atoi(args[2])
+		if err != nil || n < 1 {
+			return fmt.Errorf("child parquet: N %q", args[2])
+		}
+		res, err = childParquetFile(args[1], n)
+		if err != nil {
+			return err
+		}
+	case childLocal:
+		res, err = childLocalRun(ctx, args[1:])
 	case childCompact:
 		if len(args) != 3 {
 			return errors.New("child compact: want BUCKET-DIR TMP-DIR")

@@ -53,6 +53,7 @@ type IngestRun struct {
 	RecordsSent    int64   `json:"records_sent"`
 	Rejected       int64   `json:"rejected"`
 	KinesisRecords int64   `json:"kinesis_records"`
+	KinesisBytes   int64   `json:"kinesis_bytes"`     // data + keys of the Kinesis records written
 	KinesisMiBps   float64 `json:"kinesis_mib_per_s"` // data + keys written per second: the shards' worth one invocation feeds
 	Wall           float64 `json:"wall_s"`
 	CPU            float64 `json:"cpu_s"`
@@ -108,7 +109,7 @@ func runIngest(ctx context.Context, opts *Options, work string) (*IngestSection,
 		}
 		run := IngestRun{
 			Label: sz.label, RequestedBytes: sz.bytes, Bytes: r.Bytes, RowsRead: r.Rows, RecordsSent: r.Records, Rejected: r.Rejected,
-			KinesisRecords: int64(r.Extra["kinesis_records"]), Wall: r.Wall, CPU: r.CPU, PeakRSS: r.PeakRSS, MaxRSS: r.MaxRSS,
+			KinesisRecords: int64(r.Extra["kinesis_records"]), KinesisBytes: int64(r.Extra["kinesis_bytes"]), Wall: r.Wall, CPU: r.CPU, PeakRSS: r.PeakRSS, MaxRSS: r.MaxRSS,
 			ConvertPeakRSS: conv.PeakRSS, DiscardPeakRSS: disc.PeakRSS,
 		}
 		if r.Wall > 0 {

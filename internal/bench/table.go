@@ -17,6 +17,10 @@ const (
 	targetIngestRSS       = 256 << 20 // IngestFunction with a 1 GiB object under a 256 MB memory setting (issue 6)
 	targetTripsPerCore    = 100_000   // trips per CPU second in the consumer
 	targetInitMillis      = 50.0      // bootstrap INIT
+	// Issue 17.
+	targetParquetVsDuckDB = 1.5     // × DuckDB's single-threaded read_parquet → JSON
+	targetOverBound       = 0.05    // ingest time over the uniform bound, balanced routing, limits on
+	targetFastRowsPerSec  = 100_000 // rows/s end to end with limits off
 )
 
 // targets evaluates the issues' goals against what was measured.
@@ -101,6 +105,21 @@ func targets(r *Results) []Target {
 		add("consumer per core", "≥ 100,000 trips/s per core", false, "", false, skipReason(co, func(c *ConsumerResult) string { return c.Skipped }))
 	}
 
+	if pq := r.Parquet; pq != nil && pq.Skipped == "" && len(pq.Runs) > 0 {
+		worst := pq.Runs[0]
+		var vals []string
+		for _, run := range pq.Runs {
+			if min(run.RatioWall, run.RatioCPU) < min(worst.RatioWall, worst.RatioCPU) {
+				worst = run
+			}
+			vals = append(vals, fmt.Sprintf("%.2f× wall, %.2f× CPU (%s)", run.RatioWall, run.RatioCPU, shortLabel(run.Label)))
+		}
+		add("Parquet → records vs DuckDB", fmt.Sprintf("≥ %.1f× DuckDB read_parquet → JSON, 1 thread", targetParquetVsDuckDB), true,
+			strings.Join(vals, "; "), min(worst.RatioWall, worst.RatioCPU) >= targetParquetVsDuckDB, "")
+	} else {
+		add("Parquet → records vs DuckDB", "≥ 1.5× DuckDB read_parquet → JSON, 1 thread", false, "", false, skipReason(pq, func(s *ParquetSection) string { return s.Skipped }))
+	}
+
 	if h := historicOf(co); h != nil && h.Skipped == "" && len(h.With) > 0 {
 		add("zone shapes, consumer cost", "≤ 10 % fewer trips per CPU second (2015 trips)", true,
 			fmt.Sprintf("%.1f %% (median %.0f → %.0f trips per CPU second, %d rounds)", h.DropPercent, h.WithoutMedian, h.WithMedian, len(h.With)),
@@ -140,8 +159,51 @@ func targets(r *Results) []Target {
 	} else {
 		add("bootstrap INIT", "≤ 50 ms", false, "", false, skipReason(cs, func(c *ColdStartSection) string { return c.Skipped }))
 	}
+
+	if l := r.Local; l != nil && l.Skipped == "" && len(l.Runs) > 0 {
+		var vals []string
+		met := true
+		for _, run := range l.Runs {
+			vals = append(vals, fmt.Sprintf("%.0f rows/s (%s)", run.RowsPerSec, run.Label))
+			met = met && run.RowsPerSec >= targetFastRowsPerSec && run.Reconciled
+		}
+		add("local run, limits off", "≥ 100,000 rows/s end to end, reconciled", true, strings.Join(vals, "; "), met, "")
+	} else {
+		add("local run, limits off", "≥ 100,000 rows/s end to end, reconciled", false, "", false, skipReason(l, func(s *LocalSection) string { return s.Skipped }))
+	}
+	if sh := r.Shards; sh != nil && sh.Skipped == "" && len(sh.Runs) > 0 {
+		var vals []string
+		met, any := true, false
+		for _, run := range sh.Runs {
+			if run.Routing != "balanced" {
+				continue
+			}
+			any = true
+			vals = append(vals, fmt.Sprintf("%d shards: %+.1f %% of the bound, %.2f %% throttled", run.Shards, 100*run.OverBound, 100*run.ThrottledShare))
+			met = met && run.OverBound <= targetOverBound && run.Throttled == 0
+		}
+		add("ingest over shards, balanced", "within 5 % of bytes ÷ (shards × 1 MiB/s), 0 % throttled", any, strings.Join(vals, "; "), met && any, "")
+	} else {
+		add("ingest over shards, balanced", "within 5 % of bytes ÷ (shards × 1 MiB/s), 0 % throttled", false, "", false, skipReason(sh, func(s *LocalSection) string { return s.Skipped }))
+	}
 	memoryTargets(r.Memory, add)
 	return ts
+}
+
+// shortLabel is a label up to its first parenthesis or comma.
+func shortLabel(s string) string {
+	if i := strings.IndexAny(s, "(,"); i > 0 {
+		return strings.TrimSpace(s[:i])
+	}
+	return s
+}
+
+func shares(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.1f", 100*x)
+	}
+	return strings.Join(parts, "/") + " %"
 }
 
 func historicOf(c *ConsumerResult) *HistoricConsumer {
@@ -267,6 +329,41 @@ func rows(r *Results) [][3]string {
 				v += "; INIT skipped: " + f.Skipped
 			}
 			add("cold start", f.Function, "%s", v)
+		}
+	}
+	if pq := r.Parquet; pq != nil {
+		if pq.Skipped != "" {
+			add("parquet", "skipped", "%s", pq.Skipped)
+		}
+		for _, run := range pq.Runs {
+			add("parquet", run.Label, "%.1f MB file, %d rows per run; ours %.0f rows/s, %.0f per CPU s (peak RSS %.1f MiB); DuckDB %.0f rows/s, %.0f per CPU s; %.2f× wall, %.2f× CPU",
+				float64(run.FileBytes)/1e6, run.Rows, run.Go.RowsPerSec, run.Go.RowsPerCPU, mib(run.Go.PeakRSS), run.DuckDB.RowsPerSec, run.DuckDB.RowsPerCPU, run.RatioWall, run.RatioCPU)
+		}
+	}
+	for _, sec := range []struct {
+		name string
+		s    *LocalSection
+	}{{"local", r.Local}, {"shards", r.Shards}} {
+		if sec.s == nil {
+			continue
+		}
+		if sec.s.Skipped != "" {
+			add(sec.name, "skipped", "%s", sec.s.Skipped)
+		}
+		for _, run := range sec.s.Runs {
+			v := fmt.Sprintf("%d rows, %.0f rows/s end to end (pipeline %.1f s, drained %.1f s, summary %.1f s); ingest %.1f s", run.Rows, run.RowsPerSec,
+				run.Pipeline, run.Drained, run.Summary, run.Ingest)
+			if !run.LimitsOff {
+				v += fmt.Sprintf(" vs bound %.1f s (%+.1f %%, %.0f %% of write capacity used), throttled %.2f %% of entries, shard shares %s",
+					run.UniformBound, 100*run.OverBound, 100*run.StreamShareUsed, 100*run.ThrottledShare, shares(run.ShardShares))
+			}
+			v += fmt.Sprintf("; CPU %.1f s per million rows (+ %.1f s summary); peak RSS %.0f MiB; reconciled %v", run.CPUPerMRows, run.SummaryCPUPerMRows, mib(run.PeakRSS), run.Reconciled)
+			add(sec.name, run.Label, "%s", v)
+		}
+	}
+	if c := r.Cost; c != nil {
+		for _, l := range c.lines() {
+			add("cost", l[0], "%s", l[1])
 		}
 	}
 	memoryRows(r.Memory, add)

@@ -26,6 +26,7 @@ type Config struct {
 	Stream            string        // STREAM_NAME (ingest): stream name or ARN
 	PartitionKeyField string        // PARTITION_KEY_FIELD (ingest), default pu_location_id; "random" for random keys
 	Aggregate         bool          // KPL_AGGREGATION (ingest), default true
+	ShardRouting      string        // SHARD_ROUTING (ingest): balanced (default) or key; see producer.Routing
 	DeadlineMargin    time.Duration // DEADLINE_MARGIN (ingest, replay), default 30s
 	MaxContinuations  int           // MAX_CONTINUATIONS (ingest, replay), default 200
 	FunctionName      string        // AWS_LAMBDA_FUNCTION_NAME (set by Lambda): the function itself, for continuations
@@ -49,6 +50,7 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 		Bucket:            strings.TrimSpace(getenv("BUCKET_NAME")),
 		Stream:            strings.TrimSpace(getenv("STREAM_NAME")),
 		PartitionKeyField: orDefault(getenv("PARTITION_KEY_FIELD"), "pu_location_id"),
+		ShardRouting:      orDefault(getenv("SHARD_ROUTING"), "balanced"),
 		FunctionName:      strings.TrimSpace(getenv("AWS_LAMBDA_FUNCTION_NAME")),
 		IngestFunction:    strings.TrimSpace(getenv("INGEST_FUNCTION_NAME")),
 		ZoneLookup:        strings.TrimSpace(getenv("ZONE_LOOKUP")),
@@ -75,6 +77,9 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 	}
 	if c.SweepMaxAttempts, err = parseInt(getenv, "SWEEP_MAX_ATTEMPTS", 5, 0); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ShardRouting != "balanced" && c.ShardRouting != "key" {
+		errs = append(errs, fmt.Errorf("SHARD_ROUTING=%q: want balanced or key", c.ShardRouting))
 	}
 	if c.CompactTargetMB, err = parseInt(getenv, "COMPACT_TARGET_FILE_MB", 128, 1); err != nil {
 		errs = append(errs, err)

@@ -13,17 +13,17 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Aggregate || c.PartitionKeyField != "pu_location_id" || c.DeadlineMargin != 30*time.Second || c.MaxInFlight != 4 || c.LogLevel != "INFO" {
+	if !c.Aggregate || c.PartitionKeyField != "pu_location_id" || c.ShardRouting != "balanced" || c.DeadlineMargin != 30*time.Second || c.MaxInFlight != 4 || c.LogLevel != "INFO" {
 		t.Errorf("defaults wrong: %+v", c)
 	}
 }
 
 func TestLoadReportsEveryProblem(t *testing.T) {
-	_, err := Load(env(map[string]string{"KPL_AGGREGATION": "maybe", "DEADLINE_MARGIN": "soon", "REPLAY_MAX_IN_FLIGHT": "0"}), Replay)
+	_, err := Load(env(map[string]string{"KPL_AGGREGATION": "maybe", "DEADLINE_MARGIN": "soon", "REPLAY_MAX_IN_FLIGHT": "0", "SHARD_ROUTING": "random"}), Replay)
 	if err == nil {
 		t.Fatal("got nil error, want one listing every problem")
 	}
-	for _, want := range []string{"BUCKET_NAME", "INGEST_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_NAME", "KPL_AGGREGATION", "DEADLINE_MARGIN", "REPLAY_MAX_IN_FLIGHT"} {
+	for _, want := range []string{"BUCKET_NAME", "INGEST_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_NAME", "KPL_AGGREGATION", "DEADLINE_MARGIN", "REPLAY_MAX_IN_FLIGHT", "SHARD_ROUTING"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}

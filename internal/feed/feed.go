@@ -38,9 +38,10 @@ type Input struct {
 
 // Options configure a run.
 type Options struct {
-	Stream            string  // stream name or ARN
-	PartitionKeyField string  // record field for the partition key; "" or "random" for random keys
-	Aggregate         bool    // KPL aggregation
+	Stream            string // stream name or ARN
+	PartitionKeyField string // record field for the partition key; "" or "random" for random keys
+	Aggregate         bool   // KPL aggregation
+	Routing           producer.Routing
 	DryRun            bool    // write records to Out instead of sending
 	Rate              float64 // records per second across all shards; 0 = only the shards' limits
 	FlushEvery        int     // user records between flushes; 0 = 10,000
@@ -111,7 +112,7 @@ func Run(ctx context.Context, client producer.Client, inputs []Input, opts Optio
 			}
 		}
 		// Retries are bounded by Ctrl-C, not by a count: a brownout delays the run, it does not drop rows.
-		cfg := producer.Config{Aggregate: opts.Aggregate, MaxRetries: -1}
+		cfg := producer.Config{Aggregate: opts.Aggregate, Routing: opts.Routing, MaxRetries: -1}
 		if isARN(opts.Stream) {
 			cfg.StreamARN = opts.Stream
 		} else {

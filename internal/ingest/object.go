@@ -262,6 +262,9 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 	// the deadline is handed over with the object (release or continuation), never given up on.
 	pc := producer.Config{StreamName: h.cfg.Stream, Aggregate: h.cfg.Aggregate, Logger: h.log,
 		MaxBufferedBytes: bufferFor(h.cfg.DeadlineMargin), MaxRetries: -1}
+	if pc.Routing = producer.RouteBalanced; h.cfg.ShardRouting == "key" { // config.Load checked the value
+		pc.Routing = producer.RouteByKey
+	}
 	if strings.HasPrefix(h.cfg.Stream, "arn:") {
 		pc.StreamName, pc.StreamARN = "", h.cfg.Stream
 	}

@@ -52,7 +52,8 @@ type Options struct {
 	TemplatePath string            // default: ./template.yaml if present, else the built-in template
 	Overrides    map[string]string // template parameter overrides (ParameterKey → value)
 	StackName    string            // default taxistream
-	// LimitsOff turns the stream's per-shard throughput limits off (they are on by default, like AWS).
+	// LimitsOff turns every throughput limit off (they are on by default, like AWS): the stream's
+	// per-shard write and read limits, the producer's pacing and the waits they cause (limits.go).
 	LimitsOff bool
 	Faults    stream.Faults
 	// ZoneLookup is a zone lookup CSV for ProcessFunction: a file path, or a key in the bucket. It
@@ -124,6 +125,9 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	}
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 500 * time.Millisecond
+		if opts.LimitsOff {
+			opts.PollInterval = limitsOffPollInterval
+		}
 	}
 	if len(opts.AsyncRetryDelays) == 0 {
 		opts.AsyncRetryDelays = []time.Duration{time.Second, 2 * time.Second}
@@ -234,7 +238,11 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	}
 	c.Lambda = locallambda.New(locallambda.Config{
 		Region: s.Region, AccountID: s.AccountID, RetryDelays: opts.AsyncRetryDelays,
-		Logger: slog.New(slog.NewJSONHandler(c.logs, nil)), Observer: c.Timeline.observeInvocation,
+		// The event source mapping runs one batch per shard at a time: a function's concurrency must
+		// allow one per shard (AWS's default account limit is 1,000), or a stream of more than 10 shards
+		// would throttle ProcessFunction into its failure destination.
+		DefaultConcurrency: max(locallambda.DefaultConcurrency, shards),
+		Logger:             slog.New(slog.NewJSONHandler(c.logs, nil)), Observer: c.Timeline.observeInvocation,
 	})
 	if err := c.registerFunctions(ctx, opts); err != nil {
 		return err
@@ -255,7 +263,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 		ev := fn.KinesisEvents[0]
 		if c.ESM, err = esm.New(esm.Config{
 			FunctionName: fn.Name, FunctionARN: c.Lambda.ARN(fn.Name), StreamARN: c.Stream.ARN(),
-			BatchSize: ev.BatchSize, MaximumBatchingWindowInSeconds: ev.MaximumBatchingWindowInSeconds,
+			BatchSize: ev.BatchSize, MaximumBatchingWindowInSeconds: batchingWindow(ev.MaximumBatchingWindowInSeconds, opts.LimitsOff),
 			StartingPosition: ev.StartingPosition, FunctionResponseTypes: ev.FunctionResponseTypes,
 			BisectBatchOnFunctionError: ev.BisectBatchOnFunctionError, MaximumRetryAttempts: ev.MaximumRetryAttempts,
 			MaximumRecordAgeInSeconds: ev.MaximumRecordAgeInSeconds, TumblingWindowInSeconds: ev.TumblingWindowInSeconds,
@@ -422,7 +430,11 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 		log := obs.NewFormatLogger(c.logs, cfg.LogLevel, cfg.LogFormat).With("function", fn.Name)
 		switch id {
 		case IngestFunction:
-			h, err := ingest.New(ctx, cfg, ingest.Deps{S3: store, Kinesis: c.Stream, Lambda: c.Lambda, Log: log, Metrics: c.logs})
+			deps := ingest.Deps{S3: store, Kinesis: c.Stream, Lambda: c.Lambda, Log: log, Metrics: c.logs}
+			if opts.LimitsOff {
+				deps.NewProducer = unpacedProducer
+			}
+			h, err := ingest.New(ctx, cfg, deps)
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}

@@ -5,6 +5,7 @@ package producer
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/taxistream/taxistream/internal/kpl"
@@ -22,7 +23,7 @@ type kRecord struct {
 	data      []byte
 	pk        string
 	users     []userRec
-	shard     string // predicted
+	shard     string // predicted (RouteByKey) or chosen (RouteBalanced; "" while in the pool)
 	retries   int
 	maybeSent bool
 }
@@ -44,12 +45,14 @@ type shardState struct {
 	notBefore time.Time
 	throttles int
 	failures  int
+	// taken counts the bytes this shard has taken for requests (RouteBalanced picks the least).
+	taken int64
 }
 
 // pacing is the part of a shardState that outlives a shard map refresh.
 func (s *shardState) pacing() *shardState {
 	return &shardState{id: s.id, bytes: s.bytes, records: s.records, written: s.written,
-		notBefore: s.notBefore, throttles: s.throttles, failures: s.failures}
+		notBefore: s.notBefore, throttles: s.throttles, failures: s.failures, taken: s.taken}
 }
 
 func (p *Producer) state(id string) *shardState {
@@ -58,8 +61,8 @@ func (p *Producer) state(id string) *shardState {
 		now := p.now()
 		s = &shardState{
 			id:      id,
-			bytes:   newBucket(p.bytesRate, p.bytesRate*BurstFraction, now),
-			records: newBucket(p.recordsRate, max(1, p.recordsRate*BurstFraction), now),
+			bytes:   newBucket(p.bytesRate, p.bytesRate*BurstFraction, p.bytesRate*startFraction, now),
+			records: newBucket(p.recordsRate, max(1, p.recordsRate*BurstFraction), max(1, p.recordsRate*startFraction), now),
 			written: ledger{recordsLimit: p.recordsRate, bytesLimit: p.bytesRate},
 		}
 		p.states[id] = s
@@ -68,9 +71,37 @@ func (p *Producer) state(id string) *shardState {
 	return s
 }
 
-// add puts a user record into its predicted shard's aggregate or queue.
+// openStates creates the pacing state of every open shard (RouteBalanced: any shard may take the
+// pool's records; RouteByKey creates states as keys map to shards).
+func (p *Producer) openStates() error {
+	if p.cfg.Routing != RouteBalanced {
+		return nil
+	}
+	if len(p.shards.ranges) == 0 {
+		return fmt.Errorf("listing shards of %s: no open shard", p.cfg.stream())
+	}
+	for _, r := range p.shards.ranges {
+		p.state(r.id)
+	}
+	return nil
+}
+
+// queues returns every queue that holds records: the shards' and the pool.
+func (p *Producer) queues() []*shardState {
+	qs := make([]*shardState, 0, len(p.order)+1)
+	for _, id := range p.order {
+		qs = append(qs, p.states[id])
+	}
+	return append(qs, &p.pool)
+}
+
+// add puts a user record into its aggregate or queue: its predicted shard's (RouteByKey) or the
+// pool's (RouteBalanced).
 func (p *Producer) add(u userRec) {
-	s := p.state(p.shards.predict(u.pk))
+	s := &p.pool
+	if p.cfg.Routing != RouteBalanced {
+		s = p.state(p.shards.predict(u.pk))
+	}
 	p.buffered += len(u.data) + len(u.pk)
 	if !p.cfg.Aggregate {
 		p.enqueue(s, &kRecord{data: u.data, pk: u.pk, users: []userRec{u}, shard: s.id})
@@ -115,6 +146,7 @@ func (p *Producer) sealAll() {
 	for _, id := range p.order {
 		p.seal(p.states[id])
 	}
+	p.seal(&p.pool)
 }
 
 // refresh lists the shards again and re-aggregates everything not yet written per new shard.
@@ -129,13 +161,13 @@ func (p *Producer) refresh(ctx context.Context) error {
 
 	var users []userRec
 	old, oldOrder := p.states, p.order
-	for _, id := range oldOrder {
-		s := old[id]
+	for _, s := range p.queues() {
 		for _, r := range s.ready {
 			users = append(users, r.users...)
 		}
 		users = append(users, s.aggUsers...)
 	}
+	p.pool = shardState{}
 	p.states, p.order, p.next = map[string]*shardState{}, nil, 0
 	p.buffered, p.readyCount, p.readyBytes = 0, 0, 0
 	for _, id := range oldOrder { // keep the pacing state of shards that still exist
@@ -143,6 +175,9 @@ func (p *Producer) refresh(ctx context.Context) error {
 			p.states[id] = old[id].pacing()
 			p.order = append(p.order, id)
 		}
+	}
+	if err := p.openStates(); err != nil {
+		return err
 	}
 	for _, u := range users {
 		p.add(u)

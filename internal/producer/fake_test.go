@@ -54,6 +54,7 @@ type stored struct {
 	shard string
 	seq   int
 	pk    string
+	ehk   string // ExplicitHashKey ("" when none)
 	data  []byte
 	call  int // PutRecords call that stored it (1-based)
 }
@@ -116,7 +117,23 @@ func (f *fakeStream) route(pk string) string {
 		b[i] = byte(h.hi >> (56 - 8*i))
 		b[8+i] = byte(h.lo >> (56 - 8*i))
 	}
-	n := new(big.Int).SetBytes(b[:])
+	return f.routeHash(new(big.Int).SetBytes(b[:]), pk)
+}
+
+// routeEntry routes an entry as Kinesis does: by its ExplicitHashKey when it has one, else by the MD5
+// of its partition key.
+func (f *fakeStream) routeEntry(e types.PutRecordsRequestEntry) string {
+	if e.ExplicitHashKey == nil {
+		return f.route(*e.PartitionKey)
+	}
+	n, ok := new(big.Int).SetString(*e.ExplicitHashKey, 10)
+	if !ok || n.Sign() < 0 || n.Cmp(maxHash) > 0 {
+		f.t.Fatalf("invalid ExplicitHashKey %q", *e.ExplicitHashKey)
+	}
+	return f.routeHash(n, *e.PartitionKey)
+}
+
+func (f *fakeStream) routeHash(n *big.Int, pk string) string {
 	for _, s := range f.shards {
 		if !s.closed && n.Cmp(s.start) >= 0 && n.Cmp(s.end) <= 0 {
 			return s.id
@@ -194,7 +211,7 @@ func (f *fakeStream) putRecords(ctx context.Context, in *kinesis.PutRecordsInput
 	out := &kinesis.PutRecordsOutput{}
 	var failed int32
 	for i, e := range in.Records {
-		shard := f.route(*e.PartitionKey)
+		shard := f.routeEntry(e)
 		code := ""
 		if reqErr == nil && f.entryError != nil {
 			code = f.entryError(call, i, e)
@@ -212,7 +229,7 @@ func (f *fakeStream) putRecords(ctx context.Context, in *kinesis.PutRecordsInput
 			continue
 		}
 		f.seq++
-		f.records = append(f.records, stored{shard: shard, seq: f.seq, pk: *e.PartitionKey, data: e.Data, call: call})
+		f.records = append(f.records, stored{shard: shard, seq: f.seq, pk: *e.PartitionKey, ehk: aws.ToString(e.ExplicitHashKey), data: e.Data, call: call})
 		f.succeeded[string(e.Data)] = true
 		out.Records = append(out.Records, types.PutRecordsResultEntry{ShardId: aws.String(shard), SequenceNumber: aws.String(fmt.Sprint(f.seq))})
 	}

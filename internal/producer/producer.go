@@ -1,29 +1,31 @@
-// Package producer writes records to a Kinesis data stream: per-shard KPL aggregation, exact limits,
-// token-bucket pacing and retries of failed entries only. Everything happens inside Put and Flush:
-// no goroutine outlives a call.
+// Package producer writes records to a Kinesis data stream: KPL aggregation, routing to shards (by
+// partition key, or balanced over every shard), exact limits, token-bucket pacing and retries of failed
+// entries only. Everything happens inside Put and Flush: no goroutine outlives a call.
 //
 // How a user record travels:
 //
 //   - Put checks it (partition key 1-256 characters; data + key within the stream's record size, else
-//     it is a Failure, never truncated), copies it and predicts its shard: the MD5 of the partition
-//     key as a 128-bit big-endian integer, looked up in the hash key ranges of the open shards
-//     (ListShards).
-//   - With Aggregate it joins that shard's open KPL aggregate, which keeps the record's own partition
-//     key in its table. An aggregate is sealed when the next record would take it past
-//     AggregateMaxBytes (magic, protobuf varints and MD5 counted exactly); a record that does not fit
-//     an empty aggregate goes alone, as does a sealed aggregate of one record.
-//   - Sealed Kinesis records wait in their shard's queue. Each shard is paced (pacing.go) by token
-//     buckets for bytes and records at its write limit with a burst of a tenth of a second's worth,
-//     and by a ledger of what it wrote in the last second, so that no one-second interval, however
-//     aligned, carries more than the limit. A request goes when some shard's pacing allows a batch
-//     (5 % of a second's worth, or all it holds) and takes from every shard what its pacing allows,
-//     up to 500 entries and 5 MiB (data + partition keys). Put writes when a request's worth is
-//     ready or too much is buffered; Flush writes everything.
+//     it is a Failure, never truncated) and copies it.
+//   - RouteByKey predicts its shard: the MD5 of the partition key as a 128-bit big-endian integer,
+//     looked up in the hash key ranges of the open shards (ListShards); with Aggregate it joins that
+//     shard's open KPL aggregate. RouteBalanced has one open aggregate for records of any key, and a
+//     sealed Kinesis record goes to the least loaded shard whose pacing has room, with an
+//     ExplicitHashKey in that shard's range. Either way the aggregate's table keeps every record's own
+//     partition key. An aggregate is sealed when the next record would take it past AggregateMaxBytes
+//     (magic, protobuf varints and MD5 counted exactly); a record that does not fit an empty aggregate
+//     goes alone, as does a sealed aggregate of one record.
+//   - Sealed Kinesis records wait in their shard's queue (RouteBalanced: in one queue every shard takes
+//     from). Each shard is paced (pacing.go) by token buckets for bytes and records at its write limit,
+//     holding up to half a second's worth, and by a ledger of what it wrote in the last second, so that
+//     no one-second interval, however aligned, carries more than the limit. A request goes when some
+//     shard's pacing allows a batch (5 % of a second's worth, or all it holds) and takes from every shard
+//     what its pacing allows, up to 500 entries and 5 MiB (data + partition keys). Put writes when a
+//     request's worth is ready or too much is buffered; Flush writes everything.
 //   - Of a response, only failed entries are retried: ProvisionedThroughputExceededException and
-//     InternalFailure go back to the front of their shard's queue and the shard (for a throttle, the
-//     one named in the message) backs off once per response with full jitter: at most a second
-//     after throttles, up to 5 s after internal failures; a stored write resets the shard's backoff.
-//     Any other entry error code is a Failure. An entry that succeeded is never sent again.
+//     InternalFailure go back to the front of their queue and the shard (for a throttle, the one named
+//     in the message) backs off once per response with full jitter: at most a second after throttles,
+//     up to 5 s after internal failures; a stored write resets the shard's backoff. Any other entry
+//     error code is a Failure. An entry that succeeded is never sent again.
 //   - A whole-request error is classified: throttling (nothing stored) and 5xx/timeouts/resets (the
 //     records may have been stored) are retried with backoff; anything else (validation, access
 //     denied, resource not found, …) fails the request's records and is returned. Resending after an
@@ -32,7 +34,7 @@
 //     by record_id.
 //   - When a write lands on a shard other than the predicted one (or a throttle names an unknown
 //     shard) the stream has been resharded: the shard map is listed again and everything not yet
-//     written is re-aggregated per new shard, so no aggregate mixes keys of different shards.
+//     written is re-aggregated, so no RouteByKey aggregate mixes keys of different shards.
 //
 // Backoffs never run past the context deadline: a wait that would end after it returns ErrDeadline
 // at once. A Producer is not safe for concurrent use.
@@ -67,6 +69,9 @@ type Config struct {
 	StreamName string // name or
 	StreamARN  string // ARN (either)
 	Aggregate  bool   // KPL aggregation (default on in every caller)
+	// Routing assigns Kinesis records to shards: RouteByKey (the zero value, Kinesis's own rule) or
+	// RouteBalanced.
+	Routing Routing
 	// Per-shard pacing; zero means the Kinesis write limit (1 MiB/s, 1,000 records/s).
 	ShardBytesPerSecond   float64
 	ShardRecordsPerSecond float64
@@ -86,6 +91,44 @@ type Config struct {
 	Sleep  func(ctx context.Context, d time.Duration) error
 	Rand   func() float64
 	Logger *slog.Logger // default: discard
+}
+
+// Routing is how Kinesis records are assigned to shards.
+type Routing int
+
+const (
+	// RouteByKey sends each record to the shard its partition key hashes to (Kinesis's own rule), with
+	// one open KPL aggregate per predicted shard: records with the same key stay on one shard, in order,
+	// and a skewed key (most trips start in a few zones) loads the shards unevenly, so the stream's
+	// throughput is the hottest shard's limit divided by its share.
+	RouteByKey Routing = iota
+	// RouteBalanced fills KPL aggregates with records of any key and hands each sealed Kinesis record
+	// to whichever shard's pacing has room for it next, with an ExplicitHashKey in that shard's hash
+	// range: every shard runs at its limit whatever the skew of the keys. Each user record keeps its own
+	// partition key in the aggregate's table (de-aggregation gives it back), but records with the same
+	// key may land on different shards, so there is no per-key order.
+	RouteBalanced
+)
+
+func (r Routing) String() string {
+	switch r {
+	case RouteByKey:
+		return "key"
+	case RouteBalanced:
+		return "balanced"
+	}
+	return fmt.Sprintf("Routing(%d)", int(r))
+}
+
+// ParseRouting reads "key" or "balanced".
+func ParseRouting(s string) (Routing, error) {
+	switch s {
+	case "key":
+		return RouteByKey, nil
+	case "balanced":
+		return RouteBalanced, nil
+	}
+	return 0, fmt.Errorf("unknown shard routing %q (want balanced or key)", s)
 }
 
 func (c Config) stream() string {
@@ -141,12 +184,15 @@ type Producer struct {
 	rand        func() float64
 	log         *slog.Logger
 
-	shards     *shardMap
-	stale      bool
-	states     map[string]*shardState
-	order      []string // round-robin order of states
-	next       int      // round-robin start
-	buffered   int      // bytes held (user records, data + key)
+	shards *shardMap
+	stale  bool
+	states map[string]*shardState
+	order  []string // round-robin order of states
+	// pool holds RouteBalanced's open aggregate and the sealed records no shard has taken yet (its id
+	// is ""; it has no pacing of its own).
+	pool       shardState
+	next       int // round-robin start
+	buffered   int // bytes held (user records, data + key)
 	readyCount int
 	readyBytes int
 	failures   []Failure
@@ -157,6 +203,12 @@ type Producer struct {
 func New(ctx context.Context, c Client, cfg Config) (*Producer, error) {
 	if cfg.StreamName == "" && cfg.StreamARN == "" {
 		return nil, errors.New("new producer: no stream name or ARN")
+	}
+	if cfg.Routing != RouteByKey && cfg.Routing != RouteBalanced {
+		return nil, fmt.Errorf("new producer: %v", cfg.Routing)
+	}
+	if cfg.Ordered && cfg.Routing == RouteBalanced {
+		return nil, errors.New("new producer: Ordered needs RouteByKey (balanced routing keeps no per-key order)")
 	}
 	p := &Producer{c: c, cfg: cfg, states: map[string]*shardState{}}
 	p.now, p.sleep, p.rand, p.log = cfg.Now, cfg.Sleep, cfg.Rand, cfg.Logger
@@ -211,6 +263,9 @@ func New(ctx context.Context, c Client, cfg Config) (*Producer, error) {
 	p.aggMax = min(p.aggMax, p.maxRecord)
 
 	if p.shards, err = listOpenShards(ctx, c, cfg); err != nil {
+		return nil, err
+	}
+	if err := p.openStates(); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -288,8 +343,7 @@ func (p *Producer) fail(u userRec, err error, reason string) {
 // failPending turns everything buffered into failures (after an error ends a Flush).
 func (p *Producer) failPending(err error) {
 	p.sealAll()
-	for _, id := range p.order {
-		s := p.states[id]
+	for _, s := range p.queues() {
 		for _, r := range s.ready {
 			for _, u := range r.users {
 				p.fail(u, err, "not written: "+err.Error())

@@ -4,9 +4,11 @@ package producer
 // call, and what a response or a request error does to each record (stored, retried, failed).
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -40,19 +42,20 @@ func (p *Producer) sendOne(ctx context.Context) error {
 	}
 }
 
-// build takes records for one request from the shard queues, round robin from p.next. A request
-// goes when at least one shard may send a whole batch (see batchReadyAt); it then also takes from
-// every other shard what its pacing allows at once, so that shards share requests. When nothing may
-// be sent now it returns the earliest time something may.
+// build takes records for one request from the shard queues (RouteBalanced: every shard from the
+// pool), round robin from p.next. A request goes when at least one shard may send a whole batch (see
+// batchReadyAt); it then also takes from every other shard what its pacing allows at once, so that
+// shards share requests. When nothing may be sent now it returns the earliest time something may.
 func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 	n := len(p.order)
 	due := false
 	for _, id := range p.order {
 		s := p.states[id]
-		if len(s.ready) == 0 {
+		q := p.queueOf(s)
+		if len(*q) == 0 {
 			continue
 		}
-		at := p.batchReadyAt(s, now)
+		at := p.batchReadyAt(s, *q, now)
 		if s.notBefore.After(at) {
 			at = s.notBefore
 		}
@@ -66,16 +69,41 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 		return nil, wake
 	}
 	bytes := 0
+	// RouteBalanced: a shard takes at most its share of a request (of what is ready, up to a
+	// request's limits), so that when pacing allows more (a stream without limits) the shards still
+	// get equal parts.
+	shareRecords, shareBytes := float64(kinesislimit.MaxRecordsPerRequest), float64(kinesislimit.MaxRequestBytes)
+	if p.cfg.Routing == RouteBalanced && n > 0 {
+		shareRecords = float64(min(kinesislimit.MaxRecordsPerRequest, p.readyCount)) / float64(n)
+		shareBytes = float64(min(kinesislimit.MaxRequestBytes, p.readyBytes)) / float64(n)
+	}
+	order := p.order
+	if p.cfg.Routing == RouteBalanced {
+		// Least loaded first: the shard that has taken the fewest bytes so far (ties in round-robin order).
+		order = make([]string, n)
+		for k := range n {
+			order[k] = p.order[(p.next+k)%n]
+		}
+		slices.SortStableFunc(order, func(a, b string) int { return cmp.Compare(p.states[a].taken, p.states[b].taken) })
+	}
 	for k := 0; k < n && len(req) < kinesislimit.MaxRecordsPerRequest; k++ {
-		s := p.states[p.order[(p.next+k)%n]]
-		if len(s.ready) == 0 || now.Before(s.notBefore) {
+		id := order[k]
+		if p.cfg.Routing != RouteBalanced {
+			id = p.order[(p.next+k)%n]
+		}
+		s := p.states[id]
+		q := p.queueOf(s)
+		if len(*q) == 0 || now.Before(s.notBefore) {
 			continue
 		}
 		taken, takenBytes := 0, 0.0
-		for len(s.ready) > 0 && len(req) < kinesislimit.MaxRecordsPerRequest {
-			r := s.ready[0]
+		for len(*q) > 0 && len(req) < kinesislimit.MaxRecordsPerRequest {
+			r := (*q)[0]
 			size := float64(r.size())
 			if bytes+r.size() > kinesislimit.MaxRequestBytes || (taken > 0 && !p.inBatch(taken, takenBytes, size)) {
+				break
+			}
+			if taken > 0 && (float64(taken+1) > shareRecords || takenBytes+size > shareBytes) {
 				break
 			}
 			if s.bytes.readyAt(now, size).After(now) || s.records.readyAt(now, 1).After(now) ||
@@ -85,7 +113,9 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 			s.bytes.take(now, size)
 			s.records.take(now, 1)
 			s.written.take(1, size)
-			s.ready = s.ready[1:]
+			*q = (*q)[1:]
+			r.shard = s.id
+			s.taken += int64(r.size())
 			p.readyCount--
 			p.readyBytes -= r.size()
 			bytes += r.size()
@@ -98,6 +128,14 @@ func (p *Producer) build(now time.Time) (req []*kRecord, wake time.Time) {
 		p.next = (p.next + 1) % n
 	}
 	return req, wake
+}
+
+// queueOf returns the queue shard s sends from: its own, or with RouteBalanced the pool.
+func (p *Producer) queueOf(s *shardState) *[]*kRecord {
+	if p.cfg.Routing == RouteBalanced {
+		return &p.pool.ready
+	}
+	return &s.ready
 }
 
 // A shard's batch is the records at the head of its queue within batchFraction of its limits (at
@@ -113,11 +151,11 @@ func (p *Producer) inBatch(records int, bytes, size float64) bool {
 		bytes+size <= kinesislimit.MaxRequestBytes
 }
 
-// batchReadyAt returns when shard s may send its next batch.
-func (p *Producer) batchReadyAt(s *shardState, now time.Time) time.Time {
+// batchReadyAt returns when shard s may send its next batch from queue q.
+func (p *Producer) batchReadyAt(s *shardState, q []*kRecord, now time.Time) time.Time {
 	var records int
 	var bytes float64
-	for _, r := range s.ready {
+	for _, r := range q {
 		size := float64(r.size())
 		if records > 0 && !p.inBatch(records, bytes, size) {
 			break
@@ -142,8 +180,17 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
-// requeue puts records back at the front of their shards' queues, keeping their order.
+// requeue puts records back at the front of their shards' queues (RouteBalanced: of the pool, for
+// any shard to take), keeping their order.
 func (p *Producer) requeue(recs []*kRecord) {
+	if p.cfg.Routing == RouteBalanced {
+		for _, r := range recs {
+			p.readyCount++
+			p.readyBytes += r.size()
+		}
+		p.pool.ready = append(append([]*kRecord(nil), recs...), p.pool.ready...)
+		return
+	}
 	byShard := map[string][]*kRecord{}
 	var ids []string
 	for _, r := range recs {
@@ -210,6 +257,11 @@ func (p *Producer) send(ctx context.Context, req []*kRecord) error {
 	}
 	for i, r := range req {
 		in.Records[i] = types.PutRecordsRequestEntry{Data: r.data, PartitionKey: aws.String(r.pk)}
+		if p.cfg.Routing == RouteBalanced {
+			if ehk := p.shards.explicitHashKey(r.shard); ehk != "" {
+				in.Records[i].ExplicitHashKey = aws.String(ehk)
+			}
+		}
 	}
 	p.stats.Requests++
 	out, err := p.c.PutRecords(ctx, in, putOptions)

@@ -38,6 +38,7 @@ func parseHashKey(s string) (hashKey, error) {
 type shardRange struct {
 	id         string
 	start, end hashKey
+	startText  string // start in decimal: the ExplicitHashKey that sends a record to this shard
 }
 
 // shardMap predicts the shard of a partition key from the open shards' hash key ranges.
@@ -52,6 +53,17 @@ func (m *shardMap) predict(partitionKey string) string {
 	i := sort.Search(len(m.ranges), func(i int) bool { return h.less(m.ranges[i].start) }) - 1
 	if i >= 0 && !m.ranges[i].end.less(h) {
 		return m.ranges[i].id
+	}
+	return ""
+}
+
+// explicitHashKey returns the ExplicitHashKey that routes a record to shard id ("" when the shard is
+// not in the map).
+func (m *shardMap) explicitHashKey(id string) string {
+	for _, r := range m.ranges {
+		if r.id == id {
+			return r.startText
+		}
 	}
 	return ""
 }
@@ -97,7 +109,7 @@ func listOpenShards(ctx context.Context, c Client, cfg Config) (*shardMap, error
 			if err != nil {
 				return nil, fmt.Errorf("listing shards: shard %s: %w", *s.ShardId, err)
 			}
-			m.ranges = append(m.ranges, shardRange{id: *s.ShardId, start: start, end: end})
+			m.ranges = append(m.ranges, shardRange{id: *s.ShardId, start: start, end: end, startText: *s.HashKeyRange.StartingHashKey})
 		}
 		if out.NextToken == nil || *out.NextToken == "" {
 			break

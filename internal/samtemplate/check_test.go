@@ -113,7 +113,7 @@ func (c *checker) parameters() {
 	params := c.t.Section("Parameters")
 	for _, p := range []string{"ShardCount", "StreamMode", "RetentionHours", "FirehoseBufferSizeMB",
 		"FirehoseBufferIntervalSeconds", "TumblingWindowSeconds", "LogLevel", "PartitionKeyField", "KplAggregation",
-		"ZoneLookupKey", "BatchSize"} {
+		"ZoneLookupKey", "BatchSize", "ShardRouting"} {
 		if _, ok := params[p]; !ok {
 			c.addf("parameter %s is missing", p)
 		}
@@ -126,6 +126,9 @@ func (c *checker) parameters() {
 	}
 	if d, _ := params["KplAggregation"].(map[string]any); !sameStrings(anyStrings(d["AllowedValues"]), []string{"false", "true"}) {
 		c.addf("KplAggregation allows %v, want true and false", d["AllowedValues"])
+	}
+	if d, _ := params["ShardRouting"].(map[string]any); !sameStrings(anyStrings(d["AllowedValues"]), []string{"balanced", "key"}) || scalarString(d["Default"]) != "balanced" {
+		c.addf("ShardRouting allows %v (default %v), want balanced (default) and key", d["AllowedValues"], d["Default"])
 	}
 }
 

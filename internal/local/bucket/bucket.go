@@ -7,7 +7,7 @@
 //
 //	<dir>/<mapped key>            the object's bytes (see keyPath for the key → path mapping)
 //	<dir>/.meta/<mapped key>.json sidecar: ETag, size, mtime, Last-Modified, Content-Type, user metadata
-//	<dir>/.tmp/                   uploads in progress (renamed into place when complete)
+//	<dir>/<folder>/.tmp-…         an upload in progress, next to its object (renamed into place when complete)
 //
 // A file copied into the folder by hand is an object too: its ETag is computed on first use and cached in
 // a sidecar, and Scan/Watch report it to the OnCreate hooks once its size has stopped changing.
@@ -28,7 +28,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"regexp"
 	"strings"
 	"sync"
@@ -37,7 +36,6 @@ import (
 
 const (
 	metaDir = ".meta"
-	tmpDir  = ".tmp"
 
 	// defaultContentType is what S3 stores when PutObject has no Content-Type.
 	defaultContentType = "binary/octet-stream"
@@ -101,6 +99,10 @@ type Bucket struct {
 
 	scanMu  sync.Mutex
 	pending map[string]stamp // Scan: files seen once, waiting for a second identical look
+
+	dirs   folders // open folders (dirs.go)
+	metaMu sync.Mutex
+	metas  map[string]meta // sidecars seen, by path (dirs.go)
 }
 
 // bucketName is S3's general-purpose bucket naming rule (3–63 characters, lower case, digits, dots, hyphens).
@@ -123,17 +125,16 @@ func OpenWithOptions(dir, name string, opts Options) (*Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening local bucket %s: %w", name, err)
 	}
-	for _, d := range []string{metaDir, tmpDir} {
-		if err := root.MkdirAll(d, 0o755); err != nil {
-			root.Close()
-			return nil, fmt.Errorf("opening local bucket %s: %w", name, err)
-		}
+	if err := root.MkdirAll(metaDir, 0o755); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("opening local bucket %s: %w", name, err)
 	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	return &Bucket{name: name, dir: dir, root: root, now: now, pending: map[string]stamp{}}, nil
+	return &Bucket{name: name, dir: dir, root: root, now: now, pending: map[string]stamp{},
+		dirs: folders{open: map[string]*os.Root{}}, metas: map[string]meta{}}, nil
 }
 
 // Name is the bucket's name.
@@ -142,8 +143,11 @@ func (b *Bucket) Name() string { return b.name }
 // Dir is the folder holding the bucket's objects.
 func (b *Bucket) Dir() string { return b.dir }
 
-// Close releases the bucket's folder handle.
-func (b *Bucket) Close() error { return b.root.Close() }
+// Close releases the bucket's folder handles.
+func (b *Bucket) Close() error {
+	b.closeFolders()
+	return b.root.Close()
+}
 
 // OnCreate registers fn to be called, in the writer's goroutine and after the write is visible, for every
 // new object version. Hooks must not block for long: a PutObject returns only after its hooks.
@@ -198,7 +202,11 @@ func (m meta) describes(fi fs.FileInfo) bool {
 func sidecarPath(p string) string { return metaDir + "/" + p + ".json" }
 
 func (b *Bucket) readSidecar(p string) (meta, bool) {
-	data, err := b.root.ReadFile(sidecarPath(p))
+	var data []byte
+	err := b.inFolder(sidecarPath(p), false, func(r *os.Root, name string) (err error) {
+		data, err = r.ReadFile(name)
+		return err
+	})
 	if err != nil {
 		return meta{}, false
 	}
@@ -209,30 +217,54 @@ func (b *Bucket) readSidecar(p string) (meta, bool) {
 	return m, true
 }
 
+// writeSidecar writes p's sidecar in place. Callers hold mu for writing: no reader of this process
+// sees it half written (a torn one, after a crash, does not parse and the ETag is computed again).
 func (b *Bucket) writeSidecar(p string, m meta) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	sp := sidecarPath(p)
-	if err := b.root.MkdirAll(path.Dir(sp), 0o755); err != nil {
-		return err
+	err = b.inFolder(sidecarPath(p), true, func(r *os.Root, name string) error {
+		f, err := r.OpenFile(name, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		_, werr := f.Write(data)
+		return errors.Join(werr, f.Close())
+	})
+	if err == nil {
+		b.remember(p, m)
 	}
-	tmp, rel, err := b.tempFile()
+	return err
+}
+
+// cacheSidecar writes p's sidecar atomically (a temporary file renamed into place): stat calls it
+// under the read lock, where two goroutines may write the same sidecar at once.
+func (b *Bucket) cacheSidecar(p string, m meta) error {
+	data, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	_, werr := tmp.Write(data)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		b.root.Remove(rel)
-		return err
+	err = b.inFolder(sidecarPath(p), true, func(r *os.Root, name string) error {
+		f, tmp, err := tempFile(r)
+		if err != nil {
+			return err
+		}
+		_, werr := f.Write(data)
+		if err := errors.Join(werr, f.Close()); err != nil {
+			r.Remove(tmp)
+			return err
+		}
+		if err := r.Rename(tmp, name); err != nil {
+			r.Remove(tmp)
+			return err
+		}
+		return nil
+	})
+	if err == nil {
+		b.remember(p, m)
 	}
-	if err := b.root.Rename(rel, sp); err != nil {
-		b.root.Remove(rel)
-		return err
-	}
-	return nil
+	return err
 }
 
 var tmpSeq struct {
@@ -240,15 +272,18 @@ var tmpSeq struct {
 	n uint64
 }
 
-// tempFile creates a new file under .tmp and returns it with its path relative to the bucket folder.
-func (b *Bucket) tempFile() (*os.File, string, error) {
+// tmpPrefix starts the name of every temporary file: hidden, so never an object.
+const tmpPrefix = ".tmp-"
+
+// tempFile creates a new temporary file in folder r and returns it with its name.
+func tempFile(r *os.Root) (*os.File, string, error) {
 	tmpSeq.Lock()
 	tmpSeq.n++
 	n := tmpSeq.n
 	tmpSeq.Unlock()
-	rel := fmt.Sprintf("%s/%d-%d-%s", tmpDir, os.Getpid(), n, requestID())
-	f, err := b.root.OpenFile(rel, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	return f, rel, err
+	name := fmt.Sprintf("%s%d-%d", tmpPrefix, os.Getpid(), n)
+	f, err := r.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	return f, name, err
 }
 
 // errNotFound is returned by stat for a key with no regular file behind it.
@@ -257,40 +292,63 @@ var errNotFound = errors.New("not found")
 // stat returns the current version of the object at p, computing (and caching) the ETag of a file that
 // has no matching sidecar. Callers hold mu (read or write).
 func (b *Bucket) stat(p string) (meta, error) {
-	fi, err := b.root.Lstat(p)
+	var fi fs.FileInfo
+	err := b.inFolder(p, false, func(r *os.Root, name string) (err error) {
+		fi, err = r.Lstat(name)
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || isNotDir(err) {
 			return meta{}, errNotFound
 		}
 		return meta{}, err
 	}
+	return b.statInfo(p, fi)
+}
+
+// statInfo is stat with the file's Lstat already at hand.
+func (b *Bucket) statInfo(p string, fi fs.FileInfo) (meta, error) {
 	if !fi.Mode().IsRegular() {
 		return meta{}, errNotFound // a folder, or a symlink: never followed
 	}
-	if m, ok := b.readSidecar(p); ok && m.describes(fi) {
+	if m, ok := b.cachedMeta(p, fi); ok {
 		return m, nil
 	}
-	f, err := b.root.Open(p)
+	if m, ok := b.readSidecar(p); ok && m.describes(fi) {
+		b.remember(p, m)
+		return m, nil
+	}
+	var m meta
+	err := b.inFolder(p, false, func(r *os.Root, name string) error {
+		f, err := r.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := md5.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return err
+		}
+		fi2, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		m = meta{
+			ETag:         quote(hex.EncodeToString(h.Sum(nil))),
+			Size:         fi2.Size(),
+			MTimeNS:      fi2.ModTime().UnixNano(),
+			LastModified: fi2.ModTime().UTC().Truncate(time.Millisecond),
+			ContentType:  defaultContentType,
+		}
+		return nil
+	})
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return meta{}, errNotFound
+		}
 		return meta{}, err
 	}
-	defer f.Close()
-	h := md5.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return meta{}, err
-	}
-	fi2, err := f.Stat()
-	if err != nil {
-		return meta{}, err
-	}
-	m := meta{
-		ETag:         quote(hex.EncodeToString(h.Sum(nil))),
-		Size:         fi2.Size(),
-		MTimeNS:      fi2.ModTime().UnixNano(),
-		LastModified: fi2.ModTime().UTC().Truncate(time.Millisecond),
-		ContentType:  defaultContentType,
-	}
-	_ = b.writeSidecar(p, m) // only a cache: a failure costs a rehash next time
+	_ = b.cacheSidecar(p, m) // only a cache: a failure costs a rehash next time
 	return m, nil
 }
 

@@ -131,7 +131,7 @@ func (b *Bucket) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, _
 			continue
 		}
 		b.mu.RLock()
-		m, err := b.stat(f.path)
+		m, err := b.statInfo(f.path, f.fi)
 		b.mu.RUnlock()
 		if err != nil {
 			continue // deleted since the walk

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -56,7 +57,7 @@ func (b *Bucket) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...func
 	m, err := b.stat(p)
 	var f *os.File
 	if err == nil {
-		f, err = b.root.Open(p)
+		f, err = b.open(p)
 	}
 	b.mu.RUnlock()
 	if errors.Is(err, errNotFound) {
@@ -193,14 +194,15 @@ func (b *Bucket) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 	if body == nil {
 		body = bytes.NewReader(nil)
 	}
-	tmp, sum, size, err := b.spool(ctx, body)
+	tmp, err := b.spool(ctx, p, body)
 	if err != nil {
 		return nil, fmt.Errorf("putting s3://%s/%s: %w", b.name, *in.Key, err)
 	}
+	sum, size := tmp.sum, tmp.size
 	if in.ContentMD5 != nil {
 		want, err := base64.StdEncoding.DecodeString(*in.ContentMD5)
 		if err != nil || !bytes.Equal(want, sum) {
-			b.root.Remove(tmp)
+			tmp.remove()
 			return nil, apiError(op, http.StatusBadRequest, generic(CodeBadDigest, "The Content-MD5 you specified did not match what we received."))
 		}
 	}
@@ -229,22 +231,74 @@ func checkWriteConditions(op string, ifNoneMatch *string) error {
 	return nil
 }
 
-// spool copies r into a new temporary file and returns its relative path, MD5 and size.
-func (b *Bucket) spool(ctx context.Context, r io.Reader) (string, []byte, int64, error) {
-	f, rel, err := b.tempFile()
-	if err != nil {
-		return "", nil, 0, err
+// upload is a temporary file holding an object's new bytes, in the folder of its key.
+type upload struct {
+	b     *Bucket
+	dir   string // the folder (slash path)
+	root  *os.Root
+	done  func() // releases root
+	name  string // of the temporary file in root
+	sum   []byte // MD5
+	size  int64
+	mtime int64 // ns; a rename keeps it
+}
+
+// remove deletes the temporary file and releases its folder.
+func (u *upload) remove() {
+	u.root.Remove(u.name)
+	u.done()
+}
+
+// spool copies r into a new temporary file next to p (its folder created if needed) and returns it
+// with its MD5, size and mtime.
+func (b *Bucket) spool(ctx context.Context, p string, r io.Reader) (*upload, error) {
+	dir := path.Dir(p)
+	u := &upload{b: b, dir: dir}
+	var f *os.File
+	for try := 0; ; try++ {
+		root, done, err := b.folder(dir, true)
+		if err != nil {
+			return nil, fmt.Errorf("%w: a parent of the key is an object, which a folder on disk cannot hold: %w", ErrKeyConflict, err)
+		}
+		f, u.name, err = tempFile(root)
+		if err == nil {
+			u.root, u.done = root, done
+			break
+		}
+		done()
+		if try == 0 && errors.Is(err, fs.ErrNotExist) {
+			b.forget(dir) // the open folder was removed: open it afresh
+			continue
+		}
+		return nil, err
 	}
 	h := md5.New()
 	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
+	var fi fs.FileInfo
+	if err == nil {
+		fi, err = f.Stat()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		b.root.Remove(rel)
-		return "", nil, 0, err
+		u.remove()
+		return nil, err
 	}
-	return rel, h.Sum(nil), n, nil
+	u.sum, u.size, u.mtime = h.Sum(nil), n, fi.ModTime().UnixNano()
+	return u, nil
+}
+
+// open opens the object file at p for reading.
+func (b *Bucket) open(p string) (f *os.File, err error) {
+	err = b.inFolder(p, false, func(r *os.Root, name string) (err error) {
+		f, err = r.Open(name)
+		return err
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		err = errNotFound
+	}
+	return f, err
 }
 
 type ctxReader struct {
@@ -260,43 +314,36 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 // commit checks the write preconditions against the current version of p and, if they hold, renames
-// tmp into place and writes the sidecar, all under the write lock. It returns the event to fire.
-func (b *Bucket) commit(op, p, tmp string, m meta, ifMatch, ifNoneMatch *string, event, key string) (ObjectCreated, error) {
+// the upload into place and writes the sidecar, all under the write lock. It returns the event to fire.
+func (b *Bucket) commit(op, p string, u *upload, m meta, ifMatch, ifNoneMatch *string, event, key string) (ObjectCreated, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	cur, err := b.stat(p)
-	exists := err == nil
-	if err != nil && !errors.Is(err, errNotFound) {
-		b.root.Remove(tmp)
-		return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: %w", b.name, key, err)
-	}
-	switch {
-	case ifNoneMatch != nil && exists:
-		b.root.Remove(tmp)
-		return ObjectCreated{}, preconditionFailed(op)
-	case ifMatch != nil && !exists:
-		b.root.Remove(tmp)
-		return ObjectCreated{}, noSuchKey(op)
-	case ifMatch != nil && *ifMatch != "*" && !sameETag(*ifMatch, cur.ETag):
-		b.root.Remove(tmp)
-		return ObjectCreated{}, preconditionFailed(op)
-	}
-	if dir := path.Dir(p); dir != "." {
-		if err := b.root.MkdirAll(dir, 0o755); err != nil {
-			b.root.Remove(tmp)
-			return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: %w: a parent of the key is an object, which a folder on disk cannot hold: %w", b.name, key, ErrKeyConflict, err)
+	defer u.done()
+	if ifMatch != nil || ifNoneMatch != nil {
+		cur, err := b.stat(p)
+		exists := err == nil
+		if err != nil && !errors.Is(err, errNotFound) {
+			u.root.Remove(u.name)
+			return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: %w", b.name, key, err)
+		}
+		switch {
+		case ifNoneMatch != nil && exists:
+			u.root.Remove(u.name)
+			return ObjectCreated{}, preconditionFailed(op)
+		case ifMatch != nil && !exists:
+			u.root.Remove(u.name)
+			return ObjectCreated{}, noSuchKey(op)
+		case ifMatch != nil && *ifMatch != "*" && !sameETag(*ifMatch, cur.ETag):
+			u.root.Remove(u.name)
+			return ObjectCreated{}, preconditionFailed(op)
 		}
 	}
-	if err := b.root.Rename(tmp, p); err != nil {
-		b.root.Remove(tmp)
+	if err := u.root.Rename(u.name, path.Base(p)); err != nil {
+		u.root.Remove(u.name)
 		return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: %w: the key is also a prefix of other keys, which a folder on disk cannot hold: %w", b.name, key, ErrKeyConflict, err)
 	}
-	fi, err := b.root.Lstat(p)
-	if err != nil {
-		return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: %w", b.name, key, err)
-	}
 	now := b.now()
-	m.MTimeNS = fi.ModTime().UnixNano()
+	m.MTimeNS = u.mtime
 	m.LastModified = now.UTC().Truncate(time.Millisecond)
 	m.Notified = true
 	if err := b.writeSidecar(p, m); err != nil {
@@ -330,21 +377,24 @@ func (b *Bucket) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, _ .
 	if in.IfMatch != nil && *in.IfMatch != "*" && !sameETag(*in.IfMatch, cur.ETag) {
 		return nil, preconditionFailed(op)
 	}
-	if err := b.root.Remove(p); err != nil {
+	if err := b.inFolder(p, false, func(r *os.Root, name string) error { return r.Remove(name) }); err != nil {
 		return nil, fmt.Errorf("deleting s3://%s/%s: %w", b.name, *in.Key, err)
 	}
-	b.root.Remove(sidecarPath(p))
+	b.inFolder(sidecarPath(p), false, func(r *os.Root, name string) error { return r.Remove(name) })
+	b.unremember(p)
 	b.pruneDirs(path.Dir(p))
 	b.pruneDirs(path.Dir(sidecarPath(p)))
 	return &s3.DeleteObjectOutput{}, nil
 }
 
 // pruneDirs removes dir and its parents while they are empty (S3 has no folders to leave behind).
+// Callers hold mu for writing.
 func (b *Bucket) pruneDirs(dir string) {
 	for dir != "." && dir != metaDir && dir != "/" && dir != "" {
 		if b.root.Remove(dir) != nil {
 			return
 		}
+		b.forget(dir)
 		dir = path.Dir(dir)
 	}
 }
@@ -381,7 +431,7 @@ func (b *Bucket) CopyObject(ctx context.Context, in *s3.CopyObjectInput, _ ...fu
 	sm, err := b.stat(sp)
 	var f *os.File
 	if err == nil {
-		f, err = b.root.Open(sp)
+		f, err = b.open(sp)
 	}
 	b.mu.RUnlock()
 	if errors.Is(err, errNotFound) {
@@ -394,12 +444,12 @@ func (b *Bucket) CopyObject(ctx context.Context, in *s3.CopyObjectInput, _ ...fu
 		f.Close()
 		return nil, preconditionFailed(op)
 	}
-	tmp, sum, size, err := b.spool(ctx, f)
+	tmp, err := b.spool(ctx, p, f)
 	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("copying s3://%s/%s: %w", b.name, srcKey, err)
 	}
-	m := meta{ETag: quote(hex.EncodeToString(sum)), Size: size, ContentType: sm.ContentType, Metadata: sm.Metadata}
+	m := meta{ETag: quote(hex.EncodeToString(tmp.sum)), Size: tmp.size, ContentType: sm.ContentType, Metadata: sm.Metadata}
 	if in.MetadataDirective == types.MetadataDirectiveReplace {
 		m.Metadata = lowerKeys(in.Metadata)
 		if in.ContentType != nil {

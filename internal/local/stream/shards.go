@@ -257,6 +257,17 @@ type Stats struct {
 	StorageErrors    int64 // failed reads or writes of the records' files (answered as InternalFailure)
 	RecordsHeld      int64 // records retained now (on disk with Config.Dir, else in memory)
 	BytesHeld        int64
+	// Shards are the per-shard write counters, in shard order (closed shards included): how evenly
+	// the producers spread the load.
+	Shards []ShardStats
+}
+
+// ShardStats counts the writes one shard has seen.
+type ShardStats struct {
+	ShardID       string
+	RecordsStored int64
+	BytesStored   int64 // data + partition key
+	Throttled     int64
 }
 
 // Stats returns the counters.
@@ -265,8 +276,10 @@ func (s *Stream) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.BytesHeld = s.bytes
+	st.Shards = make([]ShardStats, 0, len(s.shards))
 	for _, sh := range s.shards {
 		st.RecordsHeld += int64(sh.log.len())
+		st.Shards = append(st.Shards, ShardStats{ShardID: sh.id, RecordsStored: sh.storedRecs, BytesStored: sh.storedBytes, Throttled: sh.throttled})
 	}
 	return st
 }

@@ -145,6 +145,9 @@ type shard struct {
 	// prevRecs and prevBytes are what the second before winSec held (WriteUse).
 	prevRecs, prevBytes int
 
+	// Counters since creation (Stats.Shards).
+	storedRecs, storedBytes, throttled int64
+
 	readSec    int64
 	readCalls  int
 	readTokens float64

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
@@ -629,5 +630,35 @@ func TestSplitAndMergeShards(t *testing.T) {
 	d, _ := s.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String("trips")})
 	if got := aws.ToInt32(d.StreamDescriptionSummary.OpenShardCount); got != 1 {
 		t.Errorf("OpenShardCount after merge = %d, want 1", got)
+	}
+}
+
+// TestShardStats: the per-shard counters add up to the stream's and name the shard each write went to,
+// throttled entries included.
+func TestShardStats(t *testing.T) {
+	s, err := New(Config{Name: "trips", ShardCount: 2, Now: func() time.Time { return time.Unix(1700000000, 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := new(big.Int).Lsh(big.NewInt(1), 127).String()
+	var recs []types.PutRecordsRequestEntry
+	for i := range 1100 { // shard 1 gets 1,100 in one second: 100 throttled
+		recs = append(recs, types.PutRecordsRequestEntry{Data: []byte("x"), PartitionKey: aws.String("a"), ExplicitHashKey: aws.String(half)})
+		if len(recs) == 500 || i == 1099 {
+			put(t, s, recs)
+			recs = nil
+		}
+	}
+	put(t, s, []types.PutRecordsRequestEntry{{Data: []byte("yy"), PartitionKey: aws.String("b"), ExplicitHashKey: aws.String("0")}})
+	st := s.Stats()
+	want := []ShardStats{
+		{ShardID: ShardID(0), RecordsStored: 1, BytesStored: 3},
+		{ShardID: ShardID(1), RecordsStored: 1000, BytesStored: 2000, Throttled: 100},
+	}
+	if d := cmp.Diff(want, st.Shards); d != "" {
+		t.Errorf("per-shard stats (-want +got):\n%s", d)
+	}
+	if st.RecordsStored != 1001 || st.Throttled != 100 {
+		t.Errorf("stream stats %+v", st)
 	}
 }
