@@ -590,6 +590,9 @@ func readTripIDs(ctx context.Context, b lister, bucketName, key string, size int
 				h.Write(num)
 				fn(string(vals[0][j].ByteArray()), h.Sum64())
 			}
+			for _, c := range cols {
+				c.releaseSpent()
+			}
 			left -= int64(n)
 		}
 		closeAll(cols[:])
@@ -602,9 +605,13 @@ type columnValues struct {
 	pages parquet.Pages
 	page  parquet.Page
 	vr    parquet.ValueReader
+	spent []parquet.Page // pages read to their end whose values may still be in use
 }
 
-// read fills dst.
+// read fills dst. Byte-array values point into their page's buffers, so a page read to its end is
+// kept (spent) until the caller has used the values and calls releaseSpent: releasing it at once
+// lets the next page's buffers overwrite ids already read (a compacted object has many pages per
+// column chunk; TestReadTripIDsReadsItsColumnsOnly).
 func (c *columnValues) read(dst []parquet.Value) error {
 	for len(dst) > 0 {
 		if c.vr == nil {
@@ -620,7 +627,7 @@ func (c *columnValues) read(dst []parquet.Value) error {
 		n, err := c.vr.ReadValues(dst)
 		dst = dst[n:]
 		if errors.Is(err, io.EOF) {
-			parquet.Release(c.page)
+			c.spent = append(c.spent, c.page)
 			c.page, c.vr = nil, nil
 			continue
 		}
@@ -631,34 +638,72 @@ func (c *columnValues) read(dst []parquet.Value) error {
 	return nil
 }
 
+// releaseSpent returns the pages read to their end to parquet-go's pool.
+func (c *columnValues) releaseSpent() {
+	for _, p := range c.spent {
+		parquet.Release(p)
+	}
+	c.spent = c.spent[:0]
+}
+
 func closeAll(cols []*columnValues) {
 	for _, c := range cols {
 		if c != nil {
+			c.releaseSpent()
+			if c.page != nil {
+				parquet.Release(c.page)
+				c.page, c.vr = nil, nil
+			}
 			c.pages.Close()
 		}
 	}
 }
 
-// rangeReader is an io.ReaderAt over ranged GETs of one object, with a read-ahead window so that a
-// footer or a column chunk is usually one request.
+// rangeReader is an io.ReaderAt over ranged GETs of one object, with read-ahead windows so that a
+// footer or a column chunk is usually one request. It keeps a few windows, one per column being read
+// in step (their pages interleave), so that reading three column chunks page by page does not fetch
+// each window again for every page.
 type rangeReader struct {
 	ctx         context.Context
 	b           lister
 	bucket, key string
 	size        int64
-	off         int64
-	buf         []byte
+	wins        [rangeWindows]rangeWindow
+	tick        uint64
 }
 
-// readAhead is the least a ranged GET fetches.
-const readAhead = 256 << 10
+// rangeWindow is one fetched byte range.
+type rangeWindow struct {
+	off  int64
+	buf  []byte
+	used uint64 // r.tick at its last use
+}
+
+const (
+	// readAhead is the least a ranged GET fetches.
+	readAhead = 256 << 10
+	// rangeWindows is how many windows a rangeReader keeps (the summary reads 3 columns in step).
+	rangeWindows = 4
+)
 
 func (r *rangeReader) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 || off >= r.size {
 		return 0, io.EOF
 	}
 	end := min(off+int64(len(p)), r.size)
-	if off < r.off || end > r.off+int64(len(r.buf)) {
+	r.tick++
+	var w *rangeWindow
+	for i := range r.wins {
+		c := &r.wins[i]
+		if c.buf != nil && off >= c.off && end <= c.off+int64(len(c.buf)) {
+			w = c
+			break
+		}
+		if w == nil || c.used < w.used {
+			w = c // the least recently used, if none holds the range
+		}
+	}
+	if w.buf == nil || off < w.off || end > w.off+int64(len(w.buf)) {
 		fetchEnd := min(r.size, off+max(int64(len(p)), readAhead))
 		out, err := r.b.GetObject(r.ctx, &s3.GetObjectInput{
 			Bucket: aws.String(r.bucket), Key: aws.String(r.key),
@@ -672,9 +717,10 @@ func (r *rangeReader) ReadAt(p []byte, off int64) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("reading bytes %d-%d of %s: %w", off, fetchEnd-1, r.key, err)
 		}
-		r.off, r.buf = off, buf
+		w.off, w.buf = off, buf
 	}
-	n := copy(p, r.buf[off-r.off:])
+	w.used = r.tick
+	n := copy(p, w.buf[off-w.off:])
 	if n < len(p) {
 		return n, io.EOF
 	}
