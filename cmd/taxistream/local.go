@@ -263,6 +263,7 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	// Once the pipeline is idle, CompactFunction, as its schedule would run on AWS.
 	var compaction *local.CompactionSummary
 	if *compactIdle && ending == endDone && runCtx.Err() == nil {
+		tr.printf("pipeline idle: CompactFunction merges processed/trips/ (as its schedule does on AWS; --compact=false skips it)")
 		var err error
 		if compaction, err = cloud.Compact(runCtx, compact.Request{}); err != nil && runCtx.Err() == nil {
 			drainErr = fmt.Errorf("compacting processed/trips/: %w", err)
