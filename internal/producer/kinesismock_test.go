@@ -23,7 +23,7 @@ func TestKinesisMock(t *testing.T) {
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""),
 	}, ClientOptions())
-	ctx, cancel := context.WithTimeout(t.Context(), 45*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute) // a bound, not a pace: slow under load
 	defer cancel()
 
 	for _, tc := range []struct {

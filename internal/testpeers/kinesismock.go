@@ -19,8 +19,14 @@ import (
 	"github.com/taxistream/taxistream/internal/testenv"
 )
 
-// kinesisMockStartTimeout bounds the wait for kinesis-mock to answer (it is a large Scala.js bundle).
-const kinesisMockStartTimeout = 45 * time.Second
+// kinesisMockStartTimeout bounds the wait for kinesis-mock to answer (it is a large Scala.js bundle,
+// and on a 2-core machine whose other core is busy it starts and answers slowly).
+const kinesisMockStartTimeout = 2 * time.Minute
+
+// kinesisMockProbeTimeout bounds one readiness probe. Generous: a starved kinesis-mock answers its
+// first requests in seconds, and a probe cut short before the answer never sees it ready (seen with
+// a 2 s bound under load: it answered every probe, each too late).
+const kinesisMockProbeTimeout = 20 * time.Second
 
 // StartKinesisMock starts kinesis-mock (npm kinesis-local, installed by `make tools`) with plain HTTP
 // on a free loopback port and returns its endpoint ("http://127.0.0.1:PORT"). It creates no streams.
@@ -91,7 +97,7 @@ func StartKinesisMock(t testing.TB) string {
 
 // ready reports whether something answers HTTP on endpoint (any status will do).
 func ready(ctx context.Context, endpoint string) bool {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, kinesisMockProbeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader("{}"))
 	if err != nil {
