@@ -180,6 +180,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 		// allow one per shard (AWS's default account limit is 1,000), or a stream of more than 10 shards
 		// would throttle ProcessFunction into its failure destination.
 		DefaultConcurrency: max(locallambda.DefaultConcurrency, shards),
+		MaxSyncPayload:     syncPayloadLimit(opts.LimitsOff),
 		Logger:             slog.New(slog.NewJSONHandler(c.logs, nil)), Observer: c.Timeline.observeInvocation,
 	})
 	if err := c.registerFunctions(ctx, opts); err != nil {
@@ -203,6 +204,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 			StartingPosition: ev.StartingPosition, FunctionResponseTypes: ev.FunctionResponseTypes,
 			BisectBatchOnFunctionError: ev.BisectBatchOnFunctionError, MaximumRetryAttempts: ev.MaximumRetryAttempts,
 			MaximumRecordAgeInSeconds: ev.MaximumRecordAgeInSeconds, TumblingWindowInSeconds: ev.TumblingWindowInSeconds,
+			MaxPayloadBytes: syncPayloadLimit(opts.LimitsOff), ReadAhead: opts.LimitsOff,
 			Invoke:       c.syncInvoker(fn.Name),
 			OnFailure:    c.onFailure("esm"),
 			PollInterval: opts.PollInterval,

@@ -3,7 +3,6 @@ package esm
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"time"
 
@@ -21,13 +20,15 @@ type shardState struct {
 	start   string
 	parents []string
 
-	iterator  *string
-	acquired  bool
-	readEnd   bool // NextShardIterator was nil: the shard is closed and fully read
-	lastSeq   string
-	pending   []types.Record
-	firstRead time.Time
-	behind    bool
+	iterator   *string
+	acquired   bool
+	readEnd    bool // NextShardIterator was nil: the shard is closed and fully read
+	lastSeq    string
+	pending    []types.Record
+	frags      map[string][]byte // the event JSON of pending records, by sequence number (warm)
+	firstRead  time.Time
+	behind     bool
+	gotRecords bool // the last GetRecords returned records (the shard may have more)
 
 	attempts    int   // invokes of the batch at the head of pending
 	splits      []int // sizes of the next batches after bisecting
@@ -65,6 +66,18 @@ func (st *shardState) publish() {
 	st.e.mu.Unlock()
 }
 
+// maxPayload is the limit on a batch's event JSON.
+func (e *ESM) maxPayload() int {
+	if e.cfg.MaxPayloadBytes > 0 {
+		return e.cfg.MaxPayloadBytes
+	}
+	return MaxPayloadBytes
+}
+
+// maxReadAheads bounds the extra reads of a round (Config.ReadAhead), so that a shard written
+// without pause still ends its rounds (the next one follows at once: Run's ticker has fired by then).
+const maxReadAheads = 64
+
 // process runs the shard's part of a round.
 func (st *shardState) process(ctx context.Context, force bool) (progress bool, err error) {
 	e := st.e
@@ -82,7 +95,16 @@ func (st *shardState) process(ctx context.Context, force bool) (progress bool, e
 		}
 		progress = progress || len(st.pending) > n
 	}
+	reads := 0
 	for ctx.Err() == nil {
+		if e.cfg.ReadAhead && reads < maxReadAheads && len(st.pending) < e.cfg.BatchSize && st.gotRecords && !st.readEnd && len(st.splits) == 0 && st.failure == nil {
+			n := len(st.pending)
+			reads++
+			if err := st.fetch(ctx); err != nil {
+				return progress, err
+			}
+			progress = progress || len(st.pending) > n
+		}
 		now := e.cfg.Now()
 		if len(st.pending) == 0 {
 			if st.win != nil && (st.readEnd || (!st.behind && !now.Before(st.win.end))) {
@@ -167,59 +189,126 @@ func (st *shardState) nextBatch(now time.Time, force bool) ([]types.Record, []by
 	return st.pending[:k], payload
 }
 
-// event builds the event JSON for recs, trimmed to fit MaxPayloadBytes (at least one record). It
-// returns the payload and the number of records in it.
+// event builds the event JSON for recs, trimmed to fit Config.MaxPayloadBytes (at least one record). It
+// returns the payload and the number of records in it. The event is the envelope (the event with no
+// records, as json.Marshal writes it) with each record's own JSON spliced into its Records array:
+// byte for byte what json.Marshal writes for the whole event, and each record's size is exact.
 func (st *shardState) event(recs []types.Record, final, early bool) ([]byte, int) {
 	e := st.e
-	evRecs := make([]events.KinesisEventRecord, len(recs))
-	sizes := make([]int, len(recs))
-	for i, r := range recs {
-		evRecs[i] = events.KinesisEventRecord{
-			AwsRegion: e.region, EventID: st.id + ":" + aws.ToString(r.SequenceNumber),
-			EventName: "aws:kinesis:record", EventSource: "aws:kinesis", EventSourceArn: e.cfg.StreamARN,
-			EventVersion: "1.0", InvokeIdentityArn: e.cfg.RoleARN,
-			Kinesis: events.KinesisRecord{
-				ApproximateArrivalTimestamp: events.SecondsEpochTime{Time: aws.ToTime(r.ApproximateArrivalTimestamp)},
-				Data:                        r.Data, PartitionKey: aws.ToString(r.PartitionKey),
-				SequenceNumber: aws.ToString(r.SequenceNumber), KinesisSchemaVersion: "1.0",
+	var v any = events.KinesisEvent{Records: []events.KinesisEventRecord{}}
+	if st.win != nil {
+		v = events.KinesisTimeWindowEvent{
+			KinesisEvent: events.KinesisEvent{Records: []events.KinesisEventRecord{}},
+			TimeWindowProperties: events.TimeWindowProperties{
+				Window: events.Window{Start: events.RFC3339EpochTime{Time: st.win.start}, End: events.RFC3339EpochTime{Time: st.win.end}},
+				State:  st.win.state, ShardID: st.id, EventSourceARN: e.cfg.StreamARN,
+				IsFinalInvokeForWindow: final, IsWindowTerminatedEarly: early,
 			},
 		}
-		// The record's JSON size without base64-encoding its data twice: marshalled without data
-		// ("data":null), then the quoted base64 in place of null.
-		noData := evRecs[i]
-		noData.Kinesis.Data = nil
-		b, _ := json.Marshal(noData)
-		sizes[i] = len(b) - len("null") + 2 + base64.StdEncoding.EncodedLen(len(r.Data))
 	}
-	marshal := func(rs []events.KinesisEventRecord) []byte {
-		var v any = events.KinesisEvent{Records: rs}
-		if st.win != nil {
-			v = events.KinesisTimeWindowEvent{
-				KinesisEvent: events.KinesisEvent{Records: rs},
-				TimeWindowProperties: events.TimeWindowProperties{
-					Window: events.Window{Start: events.RFC3339EpochTime{Time: st.win.start}, End: events.RFC3339EpochTime{Time: st.win.end}},
-					State:  st.win.state, ShardID: st.id, EventSourceARN: e.cfg.StreamARN,
-					IsFinalInvokeForWindow: final, IsWindowTerminatedEarly: early,
-				},
-			}
-		}
-		b, _ := json.Marshal(v)
-		return b
-	}
-	total := len(marshal([]events.KinesisEventRecord{}))
-	k := 0
-	for k < len(recs) {
-		add := sizes[k]
-		if k > 0 {
+	env, _ := json.Marshal(v)
+	// Between the brackets of the empty Records array (the events package's first field, always there).
+	at := bytes.Index(env, []byte(emptyRecords)) + len(emptyRecords) - 1
+	frags := make([][]byte, 0, len(recs))
+	total := len(env)
+	for _, r := range recs {
+		f := st.recordJSON(&r)
+		add := len(f)
+		if len(frags) > 0 {
 			add++ // comma
 		}
-		if total+add > MaxPayloadBytes && k > 0 {
+		if total+add > e.maxPayload() && len(frags) > 0 {
 			break
 		}
 		total += add
-		k++
+		frags = append(frags, f)
 	}
-	return marshal(evRecs[:k]), k
+	out := make([]byte, 0, total)
+	out = append(out, env[:at]...)
+	for i, f := range frags {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, f...)
+	}
+	out = append(out, env[at:]...)
+	return out, len(frags)
+}
+
+// emptyRecords is how an event with no records starts its JSON.
+const emptyRecords = `"Records":[]`
+
+// recordJSON returns the JSON of r as an event record: from the cache (warm), else marshalled.
+func (st *shardState) recordJSON(r *types.Record) []byte {
+	if f, ok := st.frags[aws.ToString(r.SequenceNumber)]; ok {
+		return f
+	}
+	return st.marshalRecord(r)
+}
+
+// marshalRecord writes r's JSON as an event record. It reads only immutable configuration, so the
+// read-ahead goroutine (warm) may call it.
+func (st *shardState) marshalRecord(r *types.Record) []byte {
+	e := st.e
+	b, _ := json.Marshal(events.KinesisEventRecord{
+		AwsRegion: e.region, EventID: st.id + ":" + aws.ToString(r.SequenceNumber),
+		EventName: "aws:kinesis:record", EventSource: "aws:kinesis", EventSourceArn: e.cfg.StreamARN,
+		EventVersion: "1.0", InvokeIdentityArn: e.cfg.RoleARN,
+		Kinesis: events.KinesisRecord{
+			ApproximateArrivalTimestamp: events.SecondsEpochTime{Time: aws.ToTime(r.ApproximateArrivalTimestamp)},
+			Data:                        r.Data, PartitionKey: aws.ToString(r.PartitionKey),
+			SequenceNumber: aws.ToString(r.SequenceNumber), KinesisSchemaVersion: "1.0",
+		},
+	})
+	return b
+}
+
+// warm starts writing the JSON of the records that follow batch (up to one batch of them) on another
+// goroutine, while the batch is invoked (Config.ReadAhead: the local cloud with limits off, where
+// building the next event would otherwise wait for the invoke); the returned func, called after the
+// invoke, waits and keeps them for event. Without ReadAhead it does nothing.
+func (st *shardState) warm(batch []types.Record) func() {
+	e := st.e
+	if !e.cfg.ReadAhead || len(batch) > len(st.pending) {
+		return func() {}
+	}
+	next := st.pending[len(batch):min(len(st.pending), len(batch)+e.cfg.BatchSize)]
+	var todo []types.Record
+	for _, r := range next {
+		if _, ok := st.frags[aws.ToString(r.SequenceNumber)]; !ok {
+			todo = append(todo, r)
+		}
+	}
+	if len(todo) == 0 {
+		return func() {}
+	}
+	out := make([][]byte, len(todo))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range todo {
+			out[i] = st.marshalRecord(&todo[i])
+		}
+	}()
+	return func() {
+		<-done
+		if st.frags == nil {
+			st.frags = map[string][]byte{}
+		}
+		for i, r := range todo {
+			st.frags[aws.ToString(r.SequenceNumber)] = out[i]
+		}
+	}
+}
+
+// forget drops the cached JSON of records that leave pending.
+func (st *shardState) forget(recs []types.Record) {
+	if len(st.frags) == 0 {
+		return
+	}
+	for _, r := range recs {
+		delete(st.frags, aws.ToString(r.SequenceNumber))
+	}
 }
 
 // invoke runs one batch. It reports whether the shard can go on with the next batch in this round.
@@ -245,7 +334,9 @@ func (st *shardState) invoke(ctx context.Context, batch []types.Record, payload 
 			s.Retries++
 		}
 	})
+	keep := st.warm(batch)
 	resp, err := e.cfg.Invoke(ctx, payload)
+	keep()
 	if ctx.Err() != nil {
 		st.attempts--
 		return false, ctx.Err()
@@ -329,6 +420,7 @@ func (st *shardState) retriesExhausted() bool {
 
 // commit drops n processed records from the head.
 func (st *shardState) commit(n int) {
+	st.forget(st.pending[:n])
 	st.pending = st.pending[n:]
 	if len(st.pending) == 0 {
 		st.pending = nil
@@ -415,6 +507,7 @@ func (st *shardState) deliverFailure(ctx context.Context) error {
 		}
 	}
 	st.failure = nil
+	st.forget(st.pending[:f.n])
 	st.pending = st.pending[f.n:]
 	st.attempts = 0
 	st.lastFuncErr = false
