@@ -78,6 +78,7 @@ func ChildMain(ctx context.Context, args []string, stdout io.Writer) error {
 		fs := flag.NewFlagSet("consumer", flag.ContinueOnError)
 		trips := fs.Int("trips", 20000, "distinct trips")
 		seconds := fs.Float64("seconds", 0, "loop at least this long")
+		passes := fs.Int("passes", 1, "loop at least this many passes over the trips (a fixed amount of work, for instruction counts)")
 		zones := fs.String("zones", "", "zone lookup CSV")
 		profile := fs.String("cpuprofile", "", "write a CPU profile of the timed loop to this file")
 		input := fs.String("input", "", "trip CSV whose rows are the trips (converted again under new keys until -trips); default generated 2019 rows")
@@ -85,7 +86,7 @@ func ChildMain(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		res, err = childConsume(ctx, consumeOptions{trips: *trips, minSeconds: *seconds, zones: *zones, profile: *profile, input: *input, shapes: *shapes})
+		res, err = childConsume(ctx, consumeOptions{trips: *trips, minSeconds: *seconds, minPasses: *passes, zones: *zones, profile: *profile, input: *input, shapes: *shapes})
 	case childParquet:
 		if len(args) != 3 {
 			return errors.New("child parquet: want FILE N")

@@ -235,6 +235,7 @@ func (d *discardS3) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...f
 type consumeOptions struct {
 	trips      int
 	minSeconds float64
+	minPasses  int    // at least this many passes (1 when 0)
 	zones      string // zone lookup CSV
 	profile    string
 	input      string // trip CSV (default: generated 2019 rows)
@@ -298,7 +299,7 @@ func childConsume(ctx context.Context, o consumeOptions) (childResult, error) {
 	}
 	var payload []byte
 	start, cpu0 := time.Now(), cpuNow()
-	for pass := 0; pass == 0 || time.Since(start).Seconds() < minSeconds; pass++ {
+	for pass := 0; pass < max(o.minPasses, 1) || time.Since(start).Seconds() < minSeconds; pass++ {
 		// Every pass sends the same sequence numbers again: forget the shard's ledger, or its
 		// high-water mark would skip them all as redeliveries (ledger.go: to process a shard again on
 		// purpose, delete processed/ and state/process/ together; processed/ is not kept here).

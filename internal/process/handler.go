@@ -438,6 +438,6 @@ func (h *Handler) prepare(b *batch, now time.Time) {
 			continue
 		}
 		u.status, u.date = statusValid, u.t.pickup.date
-		h.locate(u)
 	}
+	h.locateAll(b.units) // zones.go
 }

@@ -231,6 +231,18 @@ func TestZoneShapesConfig(t *testing.T) {
 func historicRun(t *testing.T) (*fakeS3, *geo.Map) {
 	t.Helper()
 	dir := testenv.TLCDir(t)
+	recs, shapes := historicRecords(t, dir)
+	store := newFakeS3()
+	h := newShapesHandler(t, store, zonesFile(t, dir, "taxi_zone_lookup_2024.csv"), shapes)
+	if _, err := h.Handle(context.Background(), eventOf(recs)); err != nil {
+		t.Fatal(err)
+	}
+	return store, shapes
+}
+
+// historicRecords converts the real 2015 sample into Kinesis records and loads TLC's shapefile.
+func historicRecords(t *testing.T, dir string) ([]events.KinesisEventRecord, *geo.Map) {
+	t.Helper()
 	zip, err := os.ReadFile(filepath.Join(dir, "zones", "taxi_zones.zip"))
 	if err != nil {
 		t.Fatal(err)
@@ -259,12 +271,7 @@ func historicRun(t *testing.T) (*fakeS3, *geo.Map) {
 		}
 		recs = append(recs, kinesisRecord(len(recs), bytes.Clone(rec.JSON)))
 	}
-	store := newFakeS3()
-	h := newShapesHandler(t, store, zonesFile(t, dir, "taxi_zone_lookup_2024.csv"), shapes)
-	if _, err := h.Handle(context.Background(), eventOf(recs)); err != nil {
-		t.Fatal(err)
-	}
-	return store, shapes
+	return recs, shapes
 }
 
 // TestHistoricTripsReadByDuckDB reads the Parquet of the 2015 sample with DuckDB (@duckdb/node-api, a
