@@ -91,6 +91,7 @@ type Cloud struct {
 
 	dir          string
 	pollInterval time.Duration
+	idleCheck    time.Duration // WaitIdle's interval between looks
 	logs         io.Writer
 	logFile      *os.File
 	mu           sync.Mutex
@@ -130,7 +131,7 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolving the template: %w", err)
 	}
-	c := &Cloud{Settings: settings, dir: opts.Dir, pollInterval: opts.PollInterval}
+	c := &Cloud{Settings: settings, dir: opts.Dir, pollInterval: opts.PollInterval, idleCheck: idleCheckInterval(opts.LimitsOff)}
 	if opts.Logs != nil {
 		c.logs = &syncWriter{w: opts.Logs}
 	}
@@ -494,10 +495,11 @@ func (c *Cloud) Busy() bool {
 	return false
 }
 
-// WaitIdle blocks until the pipeline has been idle for three polls in a row (or ctx ends).
+// WaitIdle blocks until the pipeline has been idle for three looks in a row, idleCheck apart (or ctx
+// ends).
 func (c *Cloud) WaitIdle(ctx context.Context) error {
 	quiet := 0
-	t := time.NewTicker(100 * time.Millisecond)
+	t := time.NewTicker(c.idleCheck)
 	defer t.Stop()
 	for quiet < 3 {
 		select {

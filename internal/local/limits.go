@@ -20,6 +20,8 @@ import (
 //     instead of waiting up to MaximumBatchingWindowInSeconds for a fuller one; and, as there is no
 //     read limit, it reads the shard again before a batch that is not full (esm.Config.ReadAhead), so
 //     that a batch never waits for the next poll and batches are full;
+//   - the wait for the pipeline to be idle before Drain closes the tumbling windows and flushes
+//     Firehose: three quiet looks limitsOffPollInterval apart instead of 100 ms apart;
 //   - Lambda's 6 MB synchronous payload limit (limitsOffPayload): a ProcessFunction batch holds the
 //     template's BatchSize records, where 6 MB of event JSON (base64 data) stops at about 70 KPL
 //     aggregates of 64 KiB. Fewer, fuller batches write fewer and larger Parquet objects.
@@ -42,6 +44,14 @@ func syncPayloadLimit(limitsOff bool) int {
 		return limitsOffPayload
 	}
 	return 0
+}
+
+// idleCheckInterval is how often WaitIdle looks whether the pipeline is busy.
+func idleCheckInterval(limitsOff bool) time.Duration {
+	if limitsOff {
+		return limitsOffPollInterval
+	}
+	return 100 * time.Millisecond
 }
 
 // unpaced is a rate (bytes or records per second) that no shard reaches: pacing off.
