@@ -75,8 +75,11 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 	touch $@
 
 # The demo: generated data through the whole pipeline on the embedded local cloud, limits on.
+# It builds the CLI first (saying so: on a fresh machine the first build takes a minute or two).
 run:
-	$(GO) run ./cmd/taxistream local --demo
+	@echo "building bin/taxistream (the first build on a fresh machine takes a minute or two)..."
+	@$(GO) build -o bin/taxistream ./cmd/taxistream
+	./bin/taxistream local --demo
 
 # Every test. Unit tests need nothing; the peer tests use what `tools` and `build-native` installed.
 test: tools build-native

@@ -51,9 +51,11 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		repo     = fs.String("repo", ".", "project root (bin/, .tools/, events/)")
 		shared   = fs.String("shared", "", "the shared folder with bench/workshop_convert.py and data/ (default REPO/../shared)")
 		python   = fs.String("python", "", "python interpreter for the baseline (default python3 on PATH; \"-\" skips it)")
+		memMB    = fs.String("memory-mb", "", "input sizes of the memory section in MB, comma-separated (default 100,500; with --big also 1000)")
+		memSh    = fs.String("memory-shards", "", "shard counts of the memory section, comma-separated (default 1,4)")
 	)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: taxistream bench [flags]\n\nMeasures conversion vs the workshop baseline, Parquet input vs DuckDB, one shard's saturation, ingest end to end\nwith peak memory, consumer trips/s per core, cold starts, whole local runs (limits off, and limits on over\nseveral shards) and the Lambda cost they imply; prints a table and writes JSON.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: taxistream bench [flags]\n\nMeasures conversion vs the workshop baseline, Parquet input vs DuckDB, one shard's saturation, ingest end to end\nwith peak memory, consumer trips/s per core, cold starts, whole local runs (limits off, and limits on over\nseveral shards), the Lambda cost they imply, and the local pipeline's peak memory against input size;\nprints a table and writes JSON.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -101,6 +103,22 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return fmt.Errorf("finding the taxistream binary to measure in child processes: %w", err)
 	}
 	opts.Child = []string{exe, "bench", "--child"}
+	opts.CLI = []string{exe}
+	for flagName, list := range map[string]struct {
+		v   string
+		dst *[]int
+	}{"memory-mb": {*memMB, &opts.MemoryMB}, "memory-shards": {*memSh, &opts.MemoryShards}} {
+		for _, f := range strings.Split(list.v, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			n, err := strconv.Atoi(f)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("%w: --%s %q: want positive numbers", errUsage, flagName, list.v)
+			}
+			*list.dst = append(*list.dst, n)
+		}
+	}
 
 	res, err := bench.Run(ctx, opts)
 	if err != nil {

@@ -100,11 +100,17 @@ func TestCompactCommand(t *testing.T) {
 		t.Errorf("compaction: %+v; %d files before, %d after", res, len(before), len(after))
 	}
 	glob := func(d string) string { return "'" + filepath.ToSlash(d) + "/processed/trips/pickup_date=*/*.parquet'" }
+	// A partition whose trips all came in one batch has one file and is left alone (worthPlanning):
+	// how many do depends on how the event source mapping cut the batches, so the rows after are
+	// compared with the rows before, not with what the compaction wrote.
 	r := testpeers.DuckDBRows(t,
 		fmt.Sprintf(`SELECT count(*) AS n FROM ((SELECT DISTINCT * FROM read_parquet(%s)) EXCEPT ALL (SELECT * FROM read_parquet(%s)))`, glob(snapshot), glob(bucketDir)),
-		fmt.Sprintf(`SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM read_parquet(%s)`, glob(bucketDir)))
-	if fmt.Sprint(r[0][0]["n"]) != "0" || fmt.Sprint(r[1][0]["n"]) != fmt.Sprint(r[1][0]["d"]) || fmt.Sprint(r[1][0]["n"]) != fmt.Sprint(res.RowsOut) {
-		t.Errorf("DuckDB: missing after %v; after %v rows, %v distinct; compaction wrote %d", r[0][0]["n"], r[1][0]["n"], r[1][0]["d"], res.RowsOut)
+		fmt.Sprintf(`SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM read_parquet(%s)`, glob(bucketDir)),
+		fmt.Sprintf(`SELECT count(*) AS n FROM read_parquet(%s)`, glob(snapshot)))
+	if fmt.Sprint(r[0][0]["n"]) != "0" || fmt.Sprint(r[1][0]["n"]) != fmt.Sprint(r[1][0]["d"]) ||
+		fmt.Sprint(r[1][0]["n"]) != fmt.Sprint(anyInt(r[2][0]["n"])-int64(res.Duplicates)) || res.RowsOut == 0 {
+		t.Errorf("DuckDB: missing after %v; after %v rows, %v distinct; before %v rows, %d duplicates dropped; compaction wrote %d",
+			r[0][0]["n"], r[1][0]["n"], r[1][0]["d"], r[2][0]["n"], res.Duplicates, res.RowsOut)
 	}
 	again := runCompact(t, bucketDir)
 	if again.Plans != 0 || again.FilesAfter != len(after) {
@@ -144,4 +150,11 @@ func TestCompactCommandUsage(t *testing.T) {
 	if code := run(context.Background(), []string{"compact", "--help"}, nil, &stdout, &stderr); code != 0 {
 		t.Errorf("compact --help: exit %d", code)
 	}
+}
+
+// anyInt reads a count DuckDB returned (a number or a numeric string).
+func anyInt(v any) int64 {
+	var n int64
+	fmt.Sscan(fmt.Sprint(v), &n)
+	return n
 }

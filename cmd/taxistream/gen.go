@@ -38,6 +38,9 @@ func cmdGen(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
+	if err := optionsFromName(fs, out, &o, stderr); err != nil {
+		return err
+	}
 	w := stdout
 	if out != "-" {
 		if strings.HasSuffix(strings.ToLower(out), ".gz") {
@@ -62,6 +65,41 @@ func cmdGen(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			return fmt.Errorf("closing %s: %w", out, err)
 		}
 	}
-	fmt.Fprintf(stderr, "gen: %s %d layout, %d rows (%d bad), %d CSV bytes\n", o.Taxi, o.Layout, st.Rows, st.BadRows, st.Bytes)
+	fmt.Fprintf(stderr, "gen: %s trips of %d-%02d (the %d column layout), %d rows (%d bad), %d CSV bytes\n",
+		o.Taxi, o.Layout, o.Month, o.Layout, st.Rows, st.BadRows, st.Bytes)
 	return ctx.Err()
+}
+
+// optionsFromName takes the taxi type, year and month from a TLC-style output name
+// (fhvhv_tripdata_2022-03.csv) for the flags not given, so the file holds what its name says. A flag
+// given explicitly wins, with a note naming the mismatch. A .parquet name is refused: gen writes CSV.
+func optionsFromName(fs *flag.FlagSet, out string, o *gen.Options, stderr io.Writer) error {
+	if out == "-" {
+		return nil
+	}
+	if strings.HasSuffix(strings.ToLower(out), ".parquet") {
+		return fmt.Errorf("%w: -o %s: gen writes CSV (.csv or .csv.gz)", errUsage, out)
+	}
+	n, ok := gen.FromName(out)
+	if !ok {
+		return nil
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	take := func(flagNames []string, nameVal, flagVal any, apply func()) {
+		explicit := false
+		for _, f := range flagNames {
+			explicit = explicit || set[f]
+		}
+		switch {
+		case !explicit:
+			apply()
+		case nameVal != flagVal:
+			fmt.Fprintf(stderr, "gen: note: %s says %s %v, the flags say %v; writing what the flags say\n", out, flagNames[0], nameVal, flagVal)
+		}
+	}
+	take([]string{"taxi"}, n.Taxi, o.Taxi, func() { o.Taxi = n.Taxi })
+	take([]string{"year", "layout"}, n.Year, o.Layout, func() { o.Layout = n.Year })
+	take([]string{"month"}, n.Month, o.Month, func() { o.Month = n.Month })
+	return nil
 }

@@ -84,7 +84,7 @@ func cmdInvoke(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	defer cloud.Close()
 	fn, ok := cloud.Settings.Functions[id]
 	if !ok {
-		return fmt.Errorf("%w: no function %q in %s (want ingest, process, replay or a logical id)", errUsage, name, opts.TemplatePath)
+		return fmt.Errorf("%w: no function %q in %s (want ingest, process, replay or a logical id)", errUsage, name, cloud.TemplatePath)
 	}
 	if !*asIs || *object != "" {
 		if payload, err = localizeEvent(ctx, cloud, payload, *object, !*asIs, stderr); err != nil {

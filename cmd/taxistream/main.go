@@ -34,6 +34,10 @@ var commands = []command{
 // errUsage marks a command-line mistake (exit status 2).
 var errUsage = errors.New("usage")
 
+// errInterrupted marks a command stopped by Ctrl-C (SIGINT) or SIGTERM: exit status 130, as shells
+// report a process ended by SIGINT.
+var errInterrupted = errors.New("interrupted")
+
 // parseFlags parses a command's flags. -h/--help (the flag package has printed the usage) comes back as
 // flag.ErrHelp, which run turns into exit status 0; any other mistake is an errUsage.
 func parseFlags(fs *flag.FlagSet, args []string) error {
@@ -45,9 +49,38 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext(os.Stderr)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// interruptContext is cancelled by the first Ctrl-C (SIGINT) or SIGTERM: commands stop what they do
+// and report (`local` releases its objects and prints the summary). A second one exits at once, with
+// status 130.
+func interruptContext(stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+		case <-done:
+			return
+		}
+		cancel()
+		select {
+		case <-sigs:
+			fmt.Fprintln(stderr, "\ninterrupted again: exiting now")
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -68,6 +101,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			switch {
 			case err == nil, errors.Is(err, flag.ErrHelp):
 				return 0
+			case errors.Is(err, errInterrupted):
+				fmt.Fprintf(stderr, "taxistream %s: %v\n", c.name, err)
+				return 130
 			case errors.Is(err, errUsage):
 				fmt.Fprintf(stderr, "taxistream %s: %v\n", c.name, err)
 				return 2

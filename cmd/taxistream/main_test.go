@@ -60,7 +60,9 @@ func TestTopLevelHelpAndVersion(t *testing.T) {
 }
 
 // TestMissingInputFailsFirst: a missing file or a directory is reported before anything starts: no
-// record or summary line from convert, no local cloud from local or invoke.
+// record or summary line from convert, no local cloud from local or invoke. (convert and local go on
+// with the good files they are given besides, and still exit 1: TestConvertSkipsBadInputs,
+// TestLocalSkipsBadInputs; here they are given none.)
 func TestMissingInputFailsFirst(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.csv")
@@ -74,9 +76,9 @@ func TestMissingInputFailsFirst(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"convert missing", []string{"convert", good, missing}, missing + ": no such file"},
+		{"convert missing", []string{"convert", missing}, missing + ": no such file"},
 		{"convert directory", []string{"convert", dir}, "is a directory (use a glob such as " + dir + "/*.csv)"},
-		{"local missing", []string{"local", "--dir", cloudDir, good, missing}, missing + ": no such file"},
+		{"local missing", []string{"local", "--dir", cloudDir, missing}, missing + ": no such file"},
 		{"local directory", []string{"local", "--dir", cloudDir, dir}, "is a directory (use a glob such as " + dir + "/*.csv)"},
 		{"produce directory", []string{"produce", "--dry-run", dir}, "is a directory (use a glob such as " + dir + "/*.csv)"},
 		{"invoke missing object", []string{"invoke", "ingest", "--dir", cloudDir, "--event", good, "--object", missing}, missing + ": no such file"},

@@ -47,10 +47,16 @@ func TestLocalWatch(t *testing.T) {
 			"--template", filepath.Join(testenv.Root(t), "template.yaml")}, strings.NewReader(""), &stdout, &stderr)
 	}()
 	raw := filepath.Join(cloudDir, "bucket", "raw")
-	waitFor(t, 30*time.Second, func() bool { _, err := os.Stat(filepath.Join(cloudDir, "bucket")); return err == nil })
-	if err := os.MkdirAll(raw, 0o755); err != nil {
+	// --watch creates raw/ itself, and says so before it watches.
+	waitFor(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "watching "+raw) })
+	if _, err := os.Stat(raw); err != nil {
+		t.Fatalf("watching a folder that does not exist: %v", err)
+	}
+	// A file no S3 event takes, and a named pipe (not a file: the bucket skips it): each gets a line.
+	if err := os.WriteFile(filepath.Join(raw, "notes.txt"), []byte("not a trip file\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	mkfifo(t, filepath.Join(raw, "pipe.csv"))
 	// Written elsewhere and renamed in, as `cp` to another folder then `mv` would: the watcher must
 	// also cope with a file that grows, which the bucket's own tests cover.
 	tmp := filepath.Join(dir, "green_tripdata_2019-01.csv")
@@ -88,6 +94,17 @@ func TestLocalWatch(t *testing.T) {
 	for _, want := range []string{"rows read          300", "reconciliation: every row is accounted for"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	errs := stderr.String()
+	for _, want := range []string{
+		"picked up raw/green_tripdata_2019-01.csv",
+		"done raw/green_tripdata_2019-01.csv: 300 rows, 300 records, 0 rejected",
+		"raw/notes.txt: will not trigger ingestion (the template's S3 events take keys raw/….csv",
+		filepath.Join(raw, "pipe.csv") + ": skipped: a named pipe",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
 		}
 	}
 }

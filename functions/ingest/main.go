@@ -43,5 +43,5 @@ func main() {
 		log.Error("building handler", "error", err.Error())
 		os.Exit(1)
 	}
-	lambda.Start(h.Handle)
+	lambda.Start(h)
 }

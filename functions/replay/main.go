@@ -40,5 +40,5 @@ func main() {
 		log.Error("building handler", "error", err.Error())
 		os.Exit(1)
 	}
-	lambda.Start(h.Handle)
+	lambda.Start(h)
 }

@@ -186,18 +186,26 @@ func TestBootstrapUnderRIE(t *testing.T) {
 		}
 	})
 
-	t.Run("bad request", func(t *testing.T) {
-		_, lam, env, _ := setup(t, 0)
-		rie := testpeers.StartRIE(t, bootstrap, env)
-		_, err := rie.Invoke(ctx, []byte(`{"prefix":"state/","replay_id":"x"}`))
-		var fe *testpeers.FunctionError
-		if !errors.As(err, &fe) || !strings.Contains(fe.Message, `prefix "state/" is outside raw/`) {
-			t.Fatalf("Invoke: err = %v, want a function error about the prefix", err)
-		}
-		if n := len(lam.invocations()); n != 0 {
-			t.Errorf("%d invokes for a bad request", n)
-		}
-	})
+	// Bad requests are refused before anything is listed or invoked. The trailing-data case checks that the
+	// function sees the payload as sent: the runtime's own decoder would keep the first value only.
+	for _, bad := range []struct{ name, payload, want string }{
+		{"prefix outside raw/", `{"prefix":"state/","replay_id":"x"}`, `prefix "state/" is outside raw/`},
+		{"trailing data", `{"prefix":"raw/","replay_id":"x"} {"prefix":"state/"}`, "trailing data"},
+		{"continuation beyond MAX_CONTINUATIONS", `{"replay_id":"x","continuation":99999999}`, "continuation 99999999: want 0 to"},
+	} {
+		t.Run("bad request/"+bad.name, func(t *testing.T) {
+			_, lam, env, _ := setup(t, 0)
+			rie := testpeers.StartRIE(t, bootstrap, env)
+			_, err := rie.Invoke(ctx, []byte(bad.payload))
+			var fe *testpeers.FunctionError
+			if !errors.As(err, &fe) || !strings.Contains(fe.Message, bad.want) {
+				t.Fatalf("Invoke: err = %v, want a function error containing %q", err, bad.want)
+			}
+			if n := len(lam.invocations()); n != 0 {
+				t.Errorf("%d invokes for a bad request", n)
+			}
+		})
+	}
 
 	// A 4 s timeout, a 2.5 s margin and 150 ms per hand-off (12 of them): the replay continues itself.
 	// The test plays Lambda: it runs each continuation the function sends itself through the emulator.

@@ -42,7 +42,7 @@ const (
 // Sections lists every section in run order. The cost section computes from the ingest and consumer
 // sections' numbers.
 var Sections = []string{SectionConversion, SectionParquet, SectionSaturation, SectionIngest, SectionConsumer, SectionColdStart,
-	SectionCompact, SectionLocal, SectionShards, SectionCost}
+	SectionCompact, SectionLocal, SectionShards, SectionCost, SectionMemory}
 
 // Options configure a run. The zero value (plus Child) is the full default run.
 type Options struct {
@@ -71,6 +71,13 @@ type Options struct {
 	// are skipped.
 	Child    []string
 	ChildEnv []string // extra environment of the children (KEY=value)
+	// CLI is the argv prefix that runs the taxistream CLI itself (the memory section runs
+	// `taxistream local`); without it that section is skipped.
+	CLI []string
+	// MemoryMB and MemoryShards override the memory section's input sizes (default 100 and 500 MB,
+	// plus 1,000 with Big) and shard counts (default 1 and 4).
+	MemoryMB     []int
+	MemoryShards []int
 
 	Log io.Writer // progress lines (default io.Discard)
 }
@@ -157,6 +164,7 @@ type Results struct {
 	Shards     *LocalSection      `json:"shards,omitempty"`
 	Cost       *CostSection       `json:"cost,omitempty"`
 	Compaction *CompactionResult  `json:"compaction,omitempty"`
+	Memory     *MemorySection     `json:"memory,omitempty"`
 	Targets    []Target           `json:"targets"`
 	Elapsed    float64            `json:"elapsed_s"`
 }
@@ -233,6 +241,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 		{SectionLocal, func() (err error) { res.Local, err = runLocal(ctx, &opts, work); return }},
 		{SectionShards, func() (err error) { res.Shards, err = runShards(ctx, &opts, work); return }},
 		{SectionCost, func() error { res.Cost = costOf(res, &opts); return nil }},
+		{SectionMemory, func() (err error) { res.Memory, err = runMemory(ctx, &opts, work); return }},
 	}
 	for _, s := range steps {
 		if err := run(s.name, s.f); err != nil {

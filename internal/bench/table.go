@@ -186,6 +186,7 @@ func targets(r *Results) []Target {
 	} else {
 		add("ingest over shards, balanced", "within 5 % of bytes ÷ (shards × 1 MiB/s), 0 % throttled", false, "", false, skipReason(sh, func(s *LocalSection) string { return s.Skipped }))
 	}
+	memoryTargets(r.Memory, add)
 	return ts
 }
 
@@ -365,6 +366,7 @@ func rows(r *Results) [][3]string {
 			add("cost", l[0], "%s", l[1])
 		}
 	}
+	memoryRows(r.Memory, add)
 	if cp := r.Compaction; cp != nil {
 		if cp.Skipped != "" {
 			add("compaction", "skipped", "%s", cp.Skipped)

@@ -33,6 +33,8 @@ type Config struct {
 	IngestFunction    string        // INGEST_FUNCTION_NAME (replay)
 	MaxInFlight       int           // REPLAY_MAX_IN_FLIGHT (replay), default 4: ingest invocations started per replay invocation at once
 	ZoneLookup        string        // ZONE_LOOKUP (process): "s3://bucket/key", a key in BUCKET_NAME, or a file path; "" for none
+	SweepGrace        time.Duration // SWEEP_GRACE (ingest), default 15m: a released object is left to Lambda's own retries this long before the sweeper resumes it; also the first backoff
+	SweepMaxAttempts  int           // SWEEP_MAX_ATTEMPTS (ingest), default 5: sweeper attempts on one object before it is marked failed
 	ZoneShapes        string        // ZONE_SHAPES (process): TLC's taxi_zones.zip or a GeoJSON, located like ZONE_LOOKUP; "" for none
 	CompactTargetMB   int           // COMPACT_TARGET_FILE_MB (compact), default 128: size of the files a compaction writes
 	MetricsNamespace  string        // METRICS_NAMESPACE, default taxistream
@@ -68,6 +70,12 @@ func Load(getenv func(string) string, fn Function) (Config, error) {
 		errs = append(errs, err)
 	}
 	if c.MaxInFlight, err = parseInt(getenv, "REPLAY_MAX_IN_FLIGHT", 4, 1); err != nil {
+		errs = append(errs, err)
+	}
+	if c.SweepGrace, err = parseDuration(getenv, "SWEEP_GRACE", 15*time.Minute); err != nil {
+		errs = append(errs, err)
+	}
+	if c.SweepMaxAttempts, err = parseInt(getenv, "SWEEP_MAX_ATTEMPTS", 5, 0); err != nil {
 		errs = append(errs, err)
 	}
 	if c.ShardRouting != "balanced" && c.ShardRouting != "key" {

@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -367,20 +369,35 @@ func LocalInputs(args []string, stdin io.Reader) ([]Input, error) {
 	return inputs, nil
 }
 
-// StatInput checks that name is an input file and returns its FileInfo: a missing file or a directory
-// is an error that says what to give instead (every command that takes files uses it, so that a
-// mistake is reported before anything starts).
+// StatInput checks that name is an input file and returns its FileInfo; otherwise an error that
+// starts with name and says why: missing, a directory (use a glob), a symbolic link loop or to nothing,
+// a named pipe (reading one blocks until a writer comes, and an interrupt cannot stop it), a device or
+// socket, or not readable. Every command that takes files uses it, so that a mistake is reported
+// before anything starts.
 func StatInput(name string) (os.FileInfo, error) {
 	fi, err := os.Stat(name)
-	if errors.Is(err, os.ErrNotExist) {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if target, lerr := os.Readlink(name); lerr == nil {
+			return nil, fmt.Errorf("%s is a symbolic link to nothing (%s)", name, target)
+		}
 		return nil, fmt.Errorf("%s: no such file", name)
+	case errors.Is(err, syscall.ELOOP):
+		return nil, fmt.Errorf("%s is a symbolic link loop", name)
+	case err != nil:
+		return nil, err
+	case fi.IsDir():
+		return nil, fmt.Errorf("%s is a directory (use a glob such as %s/*.csv)", name, strings.TrimSuffix(name, "/"))
+	case fi.Mode()&fs.ModeNamedPipe != 0:
+		return nil, fmt.Errorf("%s is a named pipe (FIFO), not a file: copy it to a file first (convert also reads - from stdin)", name)
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file (a device or socket)", name)
 	}
+	f, err := os.Open(name) // a regular file: opening it cannot block
 	if err != nil {
 		return nil, err
 	}
-	if fi.IsDir() {
-		return nil, fmt.Errorf("%s is a directory (use a glob such as %s/*.csv)", name, strings.TrimSuffix(name, "/"))
-	}
+	f.Close()
 	return fi, nil
 }
 

@@ -13,11 +13,14 @@ import (
 )
 
 // ObjectStore is the part of *s3.Client the handler uses: the source object (ranged GETs), the manifests
-// under state/ (conditional PUTs) and the rejected rows under rejected/.
+// under state/ (conditional PUTs), the rejected rows under rejected/ and the in-flight markers.
 type ObjectStore interface {
 	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	// ListObjectsV2 and DeleteObject serve the sweeper's in-flight markers under state/inflight/ (sweep.go).
+	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
+	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
 }
 
 // Invoker is the part of *lambda.Client the handler uses: the asynchronous self-invocation that carries

@@ -6,6 +6,8 @@ package ingest
 const (
 	KindContinuation = "continuation"
 	KindReplay       = "replay"
+	// KindSweep is the sweeper's scheduled event: resume or fail the objects whose lease expired (sweep.go).
+	KindSweep = "sweep"
 )
 
 // Event is IngestFunction's own event: a continuation of an object started by an earlier invocation,
@@ -20,4 +22,8 @@ type Event struct {
 	Size         int64  `json:"size,omitempty"`
 	ReplayID     string `json:"replay_id,omitempty"`    // set for replays; bypasses the finished manifest on purpose
 	Continuation int    `json:"continuation,omitempty"` // 1 for the first continuation, 2 for the next, ...
+	// Idle (sweep events only) says the sender knows that no invocation of the function is running (the
+	// local cloud when it is idle or has just started): every lease is stale, and the grace and the
+	// backoff need not be waited for. Attempts still count against SWEEP_MAX_ATTEMPTS.
+	Idle bool `json:"idle,omitempty"`
 }

@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -33,6 +35,9 @@ type fakeS3 struct {
 	ranges  []string // Range of every GET of a non-state key
 	onGet   func(in *s3.GetObjectInput) error
 	onPut   func(in *s3.PutObjectInput) error
+	// onList and onDelete run (under the lock) before each ListObjectsV2 and DeleteObject.
+	onList   func(in *s3.ListObjectsV2Input) error
+	onDelete func(in *s3.DeleteObjectInput) error
 	// afterGet runs after a GET has read the bucket, before it returns (to line up racing readers).
 	afterGet func(in *s3.GetObjectInput)
 }
@@ -40,6 +45,7 @@ type fakeS3 struct {
 type fakeObject struct {
 	data []byte
 	etag string // quoted
+	mod  time.Time
 }
 
 func newFakeS3() *fakeS3 { return &fakeS3{objects: map[string]fakeObject{}} }
@@ -52,7 +58,7 @@ func (f *fakeS3) put(bucket, key string, data []byte) string {
 	f.n++
 	sum := md5.Sum(append(data, byte(f.n)))
 	etag := `"` + hex.EncodeToString(sum[:]) + `"`
-	f.objects[bucket+"/"+key] = fakeObject{data: append([]byte(nil), data...), etag: etag}
+	f.objects[bucket+"/"+key] = fakeObject{data: append([]byte(nil), data...), etag: etag, mod: time.Now()}
 	return etag
 }
 
@@ -168,7 +174,55 @@ func (f *fakeS3) HeadObject(ctx context.Context, in *s3.HeadObjectInput, _ ...fu
 	if in.IfMatch != nil && *in.IfMatch != o.etag {
 		return nil, errPrecondition
 	}
-	return &s3.HeadObjectOutput{ContentLength: aws.Int64(int64(len(o.data))), ETag: aws.String(o.etag)}, nil
+	return &s3.HeadObjectOutput{ContentLength: aws.Int64(int64(len(o.data))), ETag: aws.String(o.etag), LastModified: aws.Time(o.mod)}, nil
+}
+
+// ListObjectsV2 lists keys in order, at most MaxKeys (default 1,000) a page.
+func (f *fakeS3) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, _ ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.onList != nil {
+		if err := f.onList(in); err != nil {
+			return nil, err
+		}
+	}
+	bucket, prefix := aws.ToString(in.Bucket), aws.ToString(in.Prefix)
+	after := aws.ToString(in.ContinuationToken)
+	var keys []string
+	for k := range f.objects {
+		if b, key, _ := strings.Cut(k, "/"); b == bucket && strings.HasPrefix(key, prefix) && key > after {
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	limit := int(aws.ToInt32(in.MaxKeys))
+	if limit <= 0 {
+		limit = 1000
+	}
+	out := &s3.ListObjectsV2Output{IsTruncated: aws.Bool(len(keys) > limit)}
+	if len(keys) > limit {
+		keys = keys[:limit]
+		out.NextContinuationToken = aws.String(keys[limit-1])
+	}
+	for _, k := range keys {
+		o := f.objects[bucket+"/"+k]
+		out.Contents = append(out.Contents, types.Object{Key: aws.String(k), ETag: aws.String(o.etag), Size: aws.Int64(int64(len(o.data))), LastModified: aws.Time(o.mod)})
+	}
+	out.KeyCount = aws.Int32(int32(len(out.Contents)))
+	return out, nil
+}
+
+// DeleteObject removes a key (no error when it does not exist, like S3).
+func (f *fakeS3) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, _ ...func(*s3.Options)) (*s3.DeleteObjectOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.onDelete != nil {
+		if err := f.onDelete(in); err != nil {
+			return nil, err
+		}
+	}
+	delete(f.objects, aws.ToString(in.Bucket)+"/"+aws.ToString(in.Key))
+	return &s3.DeleteObjectOutput{}, nil
 }
 
 // fakeInvoker records the async self-invocations; invoke (when set) decides the result.

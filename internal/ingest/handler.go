@@ -105,6 +105,8 @@ const (
 	OutcomeSkipped   = "skipped"   // not ours to ingest (outside raw/, another bucket, not an object-created event)
 	OutcomeDeferred  = "deferred"  // not started before the deadline: handed to a new invocation
 	OutcomeReleased  = "released"  // an error to be retried; the manifest lease was released for the retry
+	OutcomeResumed   = "resumed"   // the sweeper found it stuck and handed it to a new invocation at its checkpoint
+	OutcomeWaiting   = "waiting"   // the sweeper found it stuck; it resumes it at NextSweepAt (backoff)
 )
 
 // ObjectResult is the outcome of one object in one invocation. Counts are this invocation's.
@@ -142,24 +144,35 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Result, erro
 	return res, err
 }
 
+// Invoke is the Lambda runtime's entry point (lambda.Handler): it hands Handle the payload exactly as
+// received, so that trailing data after the event is seen and refused (the runtime's own decoder keeps
+// the first JSON value and silently drops the rest).
+func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	res, err := h.Handle(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
+}
+
 func (h *Handler) dispatch(ctx context.Context, inv *invocation, raw json.RawMessage) (Result, error) {
 	var shape eventShape
-	if err := json.Unmarshal(raw, &shape); err != nil {
-		return Result{}, fmt.Errorf("decoding event: %w", err)
+	if err := decodeStrict(raw, &shape, false); err != nil {
+		return inv.invalid(ctx, Event{}, fmt.Errorf("decoding event: %w", err)), nil
 	}
 	switch {
 	case shape.Kind != "":
 		var ev Event
-		if err := json.Unmarshal(raw, &ev); err != nil {
-			return Result{}, fmt.Errorf("decoding %s event: %w", shape.Kind, err)
+		if err := decodeStrict(raw, &ev, true); err != nil {
+			return inv.invalid(ctx, ev, fmt.Errorf("decoding %s event: %w", shape.Kind, err)), nil
 		}
-		if ev.Kind != KindContinuation && ev.Kind != KindReplay {
-			return Result{}, fmt.Errorf("unknown taxistream event kind %q", ev.Kind)
+		if err := ev.validate(h.cfg.MaxContinuations); err != nil {
+			return inv.invalid(ctx, ev, err), nil
+		}
+		if ev.Kind == KindSweep {
+			return inv.sweep(ctx, ev.Idle)
 		}
 		o := objectRef{Bucket: ev.Bucket, Key: ev.Key, VersionID: ev.VersionID, ETag: unquoteETag(ev.ETag), Size: ev.Size, ReplayID: ev.ReplayID}
-		if ev.Kind == KindReplay && ev.ReplayID == "" {
-			return Result{}, errors.New("replay event without replay_id")
-		}
 		r, err := inv.object(ctx, o, ev.Kind)
 		return Result{Objects: []ObjectResult{r}}, err
 	case shape.Event == "s3:TestEvent":
@@ -169,8 +182,7 @@ func (h *Handler) dispatch(ctx context.Context, inv *invocation, raw json.RawMes
 		var ev events.S3Event
 		if err := json.Unmarshal(raw, &ev); err != nil {
 			// A key that is not valid form encoding: retrying cannot help.
-			h.log.ErrorContext(ctx, "undecodable S3 event", "error", err.Error())
-			return Result{}, nil
+			return inv.invalid(ctx, Event{}, fmt.Errorf("decoding S3 event: %w", err)), nil
 		}
 		var res Result
 		var errs []error
@@ -199,7 +211,16 @@ func (h *Handler) dispatch(ctx context.Context, inv *invocation, raw json.RawMes
 		}
 		return res, errors.Join(errs...)
 	}
-	return Result{}, errors.New("unrecognised event: want an S3 event, s3:TestEvent or a taxistream event")
+	return inv.invalid(ctx, Event{}, errors.New("unrecognised event: want an S3 event, s3:TestEvent or a taxistream event")), nil
+}
+
+// invalid refuses an event that no retry can make valid (undecodable, trailing data, a taxistream event
+// with a bad field): it is logged at ERROR with the reason, counted as InvalidEvents, and acknowledged
+// (no error), so Lambda does not retry it. Nothing is read or written for it.
+func (inv *invocation) invalid(ctx context.Context, ev Event, err error) Result {
+	inv.invalidEvents++
+	inv.h.log.ErrorContext(ctx, "invalid event refused", "bucket", ev.Bucket, "key", ev.Key, "kind", ev.Kind, "error", err.Error())
+	return Result{Objects: []ObjectResult{{Bucket: ev.Bucket, Key: ev.Key, Outcome: OutcomeSkipped, Reason: "invalid event: " + err.Error()}}}
 }
 
 // invocation holds the per-invocation state: request id, metrics, totals for the summary line.
@@ -210,6 +231,10 @@ type invocation struct {
 	totals    Counts
 	duplicate int
 	handoffs  int
+	// invalidEvents counts events refused by invalid.
+	invalidEvents int
+	// swept counts what a sweep did.
+	swept struct{ resumed, failed, waiting int }
 }
 
 // stopAt is the instant reading must stop: ctx's deadline minus the margin (zero when there is none).
@@ -258,6 +283,12 @@ func (inv *invocation) finish(ctx context.Context, res Result, err error, d time
 	m.Add("PossibleDuplicates", obs.Count, float64(t.PossibleDuplicates))
 	m.Add("Continuations", obs.Count, float64(inv.handoffs))
 	m.Add("DuplicateNotifications", obs.Count, float64(inv.duplicate))
+	m.Add("InvalidEvents", obs.Count, float64(inv.invalidEvents))
+	if inv.swept != (struct{ resumed, failed, waiting int }{}) {
+		m.Add("SweepResumed", obs.Count, float64(inv.swept.resumed))
+		m.Add("SweepFailed", obs.Count, float64(inv.swept.failed))
+		m.Add("SweepWaiting", obs.Count, float64(inv.swept.waiting))
+	}
 	m.Add("Duration", obs.Milliseconds, float64(d.Milliseconds()))
 	m.Property("request_id", inv.requestID)
 	attrs := []any{"request_id", inv.requestID, "objects", len(res.Objects)}

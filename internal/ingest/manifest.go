@@ -46,6 +46,9 @@ type Manifest struct {
 
 	Status string `json:"status"`           // running | done | failed
 	Reason string `json:"reason,omitempty"` // why it failed (or the last error of a released run)
+	// Warnings say what is surprising about a file that converted without error (convert.Warnings):
+	// empty, a header and no rows, no TLC column (converted as a generic CSV). Set when it is done.
+	Warnings []string `json:"warnings,omitempty"`
 	// Owner is the request id of the invocation that owns the object until LeaseUntil. An owner that hands
 	// over (continuation) or gives up (error to be retried) releases the lease by setting it to its own
 	// last update time; a running manifest whose lease has expired may be taken over with If-Match.
@@ -60,6 +63,11 @@ type Manifest struct {
 	// RejectedParts is the number of committed parts under RejectedPrefix (part-000000.jsonl, ...).
 	RejectedParts  int    `json:"rejected_parts"`
 	RejectedPrefix string `json:"rejected_prefix"`
+
+	// Sweeps counts the sweeper's attempts to resume the object after it was found stuck (an expired
+	// lease); NextSweepAt is when the sweeper may try again (exponential backoff).
+	Sweeps      int       `json:"sweeps,omitempty"`
+	NextSweepAt time.Time `json:"next_sweep_at,omitzero"`
 
 	StartedAt  time.Time `json:"started_at"`
 	UpdatedAt  time.Time `json:"updated_at"`

@@ -48,6 +48,11 @@ func (inv *invocation) object(ctx context.Context, o objectRef, kind string) (Ob
 		res.Outcome, res.Reason = OutcomeSkipped, "key is not an object under "+rawPrefix
 		return res, nil
 	}
+	if err := checkObject(o); err != nil {
+		h.log.ErrorContext(ctx, "refusing object the pipeline cannot name its state after", "bucket", o.Bucket, "key", o.Key, "error", err.Error())
+		res.Outcome, res.Reason = OutcomeSkipped, err.Error()
+		return res, nil
+	}
 	if o.version() == "" {
 		hd, err := h.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(o.Bucket), Key: aws.String(o.Key)})
 		if err != nil {
@@ -59,6 +64,11 @@ func (inv *invocation) object(ctx context.Context, o objectRef, kind string) (Ob
 			return res, fmt.Errorf("heading s3://%s/%s: %w", o.Bucket, o.Key, err)
 		}
 		o.VersionID, o.ETag, o.Size = aws.ToString(hd.VersionId), unquoteETag(aws.ToString(hd.ETag)), aws.ToInt64(hd.ContentLength)
+		if err := checkObject(o); err != nil { // now with the version its state keys carry
+			h.log.ErrorContext(ctx, "refusing object the pipeline cannot name its state after", "bucket", o.Bucket, "key", o.Key, "error", err.Error())
+			res.Outcome, res.Reason = OutcomeSkipped, err.Error()
+			return res, nil
+		}
 	}
 	if kind == KindReplay && o.VersionID == "" {
 		// A replay names the object by the ETag its listing gave (ListObjectsV2 has no version ids). In
@@ -111,6 +121,11 @@ func (inv *invocation) claim(ctx context.Context, o objectRef, f convert.Format)
 		return nil, "", err
 	}
 	if !found {
+		// The in-flight marker goes first: an object whose manifest exists is always findable by the
+		// sweeper, even when this invocation dies right after creating it.
+		if err := h.markInflight(ctx, key); err != nil {
+			return nil, "", err
+		}
 		m = Manifest{
 			Bucket: o.Bucket, Key: o.Key, Version: o.version(), VersionID: o.VersionID, ETag: o.ETag, Size: o.Size,
 			ReplayID: o.ReplayID, Format: formatName(f), StartedAt: now,
@@ -157,6 +172,9 @@ func (inv *invocation) write(ctx context.Context, st *owned, m Manifest) error {
 		return err
 	}
 	st.etag, st.m, st.lastWrite = etag, m, m.UpdatedAt
+	if m.Status != StatusRunning {
+		inv.h.unmarkInflight(ctx, st.key)
+	}
 	return nil
 }
 
@@ -310,13 +328,23 @@ func (r *run) do(ctx context.Context) (ObjectResult, error) {
 	}
 	_, res, err := r.commit(ctx, func(m *Manifest) {
 		m.Status, m.Reason, m.FinishedAt = StatusDone, "", h.now()
+		var cp convert.Checkpoint
+		if m.Checkpoint != nil {
+			cp = *m.Checkpoint
+		}
+		m.Warnings = convert.Warnings(cp, convert.Stats{RowsRead: m.Counts.RowsRead, Records: m.Counts.RecordsSent, Rejected: m.Counts.Rejected}, r.o.Size)
 	})
 	if res.Outcome == "" {
 		res.Outcome = OutcomeDone
 	}
 	if res.Outcome == OutcomeDone {
-		h.log.InfoContext(ctx, "object done", "bucket", r.o.Bucket, "key", r.o.Key, "version", r.o.version(),
-			"rows", r.st.m.Counts.RowsRead, "records", r.st.m.Counts.RecordsSent, "rejected", r.st.m.Counts.Rejected)
+		attrs := []any{"bucket", r.o.Bucket, "key", r.o.Key, "version", r.o.version(),
+			"rows", r.st.m.Counts.RowsRead, "records", r.st.m.Counts.RecordsSent, "rejected", r.st.m.Counts.Rejected}
+		if w := r.st.m.Warnings; len(w) > 0 {
+			h.log.WarnContext(ctx, "object done with warnings", append(attrs, "warnings", w)...)
+		} else {
+			h.log.InfoContext(ctx, "object done", attrs...)
+		}
 	}
 	return res, err
 }

@@ -12,6 +12,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/taxistream/taxistream"
 	"github.com/taxistream/taxistream/internal/config"
 	"github.com/taxistream/taxistream/internal/ingest"
 	"github.com/taxistream/taxistream/internal/local/bucket"
@@ -45,7 +49,7 @@ const (
 // Options configure a local cloud.
 type Options struct {
 	Dir          string            // state folder; default .taxistream
-	TemplatePath string            // default template.yaml
+	TemplatePath string            // default: ./template.yaml if present, else the built-in template
 	Overrides    map[string]string // template parameter overrides (ParameterKey → value)
 	StackName    string            // default taxistream
 	// LimitsOff turns every throughput limit off (they are on by default, like AWS): the stream's
@@ -76,18 +80,22 @@ type Options struct {
 	// WrapHandler, if set, wraps every function's handler (by logical id) before it is registered: a
 	// hook for tests and fault injection (a poison record, a function that fails for a while).
 	WrapHandler func(logicalID string, h lambda.Handler) lambda.Handler
+	// ScheduleEvery is how often the template's schedules (the sweeper) run; default 5 s.
+	ScheduleEvery time.Duration
 }
 
 // Cloud is a running local cloud.
 type Cloud struct {
 	Settings *samtemplate.Settings
-	Bucket   *bucket.Bucket
-	Stream   *stream.Stream
-	Firehose *firehose.Firehose // nil when the template has none
-	ESM      *esm.ESM           // nil when ProcessFunction has no Kinesis event
-	Lambda   *locallambda.Runtime
-	Trigger  *trigger.Trigger
-	Timeline *Timeline // what the services did, per second and per call (timeline.go)
+	// TemplatePath is the template the settings came from (EmbeddedTemplate for the built-in one).
+	TemplatePath string
+	Bucket       *bucket.Bucket
+	Stream       *stream.Stream
+	Firehose     *firehose.Firehose // nil when the template has none
+	ESM          *esm.ESM           // nil when ProcessFunction has no Kinesis event
+	Lambda       *locallambda.Runtime
+	Trigger      *trigger.Trigger
+	Timeline     *Timeline // what the services did, per second and per call (timeline.go)
 
 	dir          string
 	pollInterval time.Duration
@@ -95,7 +103,12 @@ type Cloud struct {
 	logs         io.Writer
 	logFile      *os.File
 	mu           sync.Mutex
-	failures     []string       // keys of on-failure records written under <Dir>/failures/
+	failures     []string // on-failure records under <Dir>/failures/, earlier runs' included
+	failureSeq   int      // number of the last one
+	recovered    []ingest.ObjectResult
+	renotified   []bucket.ObjectCreated
+	startedAt    time.Time // when Start began: what this run touched is newer
+	unlock       func()
 	quiet        map[string]int // keys whose next ObjectCreated is not notified (PutObjectQuietly)
 	faulty       *faultyBucket  // the bucket of S3Faults.Function, nil without S3 faults
 	faultyFn     *faultyHandler // the handler of FunctionFaults.Function, nil without function faults
@@ -107,9 +120,6 @@ type Cloud struct {
 func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	if opts.Dir == "" {
 		opts.Dir = ".taxistream"
-	}
-	if opts.TemplatePath == "" {
-		opts.TemplatePath = "template.yaml"
 	}
 	if opts.StackName == "" {
 		opts.StackName = "taxistream"
@@ -123,15 +133,19 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	if len(opts.AsyncRetryDelays) == 0 {
 		opts.AsyncRetryDelays = []time.Duration{time.Second, 2 * time.Second}
 	}
-	tpl, err := samtemplate.Load(opts.TemplatePath)
+	if opts.ScheduleEvery == 0 {
+		opts.ScheduleEvery = defaultScheduleEvery
+	}
+	tpl, err := loadTemplate(&opts)
 	if err != nil {
-		return nil, fmt.Errorf("reading the template: %w", err)
+		return nil, err
 	}
 	settings, err := tpl.ResolveWith(opts.Overrides, samtemplate.Resolver{StackName: opts.StackName, Region: "us-east-1", AccountID: "000000000000", Partition: "aws"})
 	if err != nil {
 		return nil, fmt.Errorf("resolving the template: %w", err)
 	}
-	c := &Cloud{Settings: settings, dir: opts.Dir, pollInterval: opts.PollInterval, idleCheck: idleCheckInterval(opts.LimitsOff)}
+	c := &Cloud{Settings: settings, TemplatePath: opts.TemplatePath, dir: opts.Dir, pollInterval: opts.PollInterval, startedAt: time.Now(),
+		idleCheck: idleCheckInterval(opts.LimitsOff)}
 	if opts.Logs != nil {
 		c.logs = &syncWriter{w: opts.Logs}
 	}
@@ -139,19 +153,66 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		c.Close()
 		return nil, err
 	}
+	if err := c.recover(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("resuming what an earlier run left running: %w", err)
+	}
 	return c, nil
+}
+
+// EmbeddedTemplate is the TemplatePath reported when the template built into the binary is used.
+const EmbeddedTemplate = "(built-in template.yaml)"
+
+// loadTemplate reads opts.TemplatePath; when it is empty, ./template.yaml if there is one (the
+// repository), else the template built into the binary (after `go install`, anywhere). It sets
+// opts.TemplatePath to what it read.
+func loadTemplate(opts *Options) (*samtemplate.Template, error) {
+	if opts.TemplatePath == "" {
+		if _, err := os.Stat("template.yaml"); err == nil {
+			opts.TemplatePath = "template.yaml"
+		} else {
+			opts.TemplatePath = EmbeddedTemplate
+			tpl, err := samtemplate.Parse(taxistream.Template)
+			if err != nil {
+				return nil, fmt.Errorf("parsing the built-in template: %w", err)
+			}
+			return tpl, nil
+		}
+	}
+	tpl, err := samtemplate.Load(opts.TemplatePath)
+	if err != nil {
+		return nil, fmt.Errorf("reading the template: %w", err)
+	}
+	return tpl, nil
 }
 
 func (c *Cloud) open(ctx context.Context, opts Options) error {
 	s := c.Settings
 	bucketDir := filepath.Join(opts.Dir, "bucket")
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return err
+	}
+	// One local cloud per folder: its leases, sequence numbers and buffers are this process's alone.
+	unlock, err := lockDir(opts.Dir)
+	if err != nil {
+		return err
+	}
+	c.unlock = unlock
 	if opts.Fresh {
-		if err := os.RemoveAll(opts.Dir); err != nil {
+		if err := emptyDir(opts.Dir, "lock"); err != nil {
 			return fmt.Errorf("emptying %s: %w", opts.Dir, err)
 		}
 	}
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "logs"), 0o755); err != nil {
 		return err
+	}
+	if c.failures, err = existingFailures(opts.Dir); err != nil {
+		return err
+	}
+	for _, f := range c.failures {
+		if n, err := strconv.Atoi(strings.TrimSuffix(filepath.Base(f), ".json")); err == nil {
+			c.failureSeq = max(c.failureSeq, n)
+		}
 	}
 	if c.logs == nil {
 		f, err := os.OpenFile(filepath.Join(opts.Dir, "logs", "functions.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -160,7 +221,6 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 		}
 		c.logFile, c.logs = f, &syncWriter{w: f}
 	}
-	var err error
 	if c.Bucket, err = bucket.Open(bucketDir, s.Bucket.Name); err != nil {
 		return fmt.Errorf("opening the local bucket: %w", err)
 	}
@@ -171,9 +231,12 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	c.startTimeline(opts, shards)
 	if c.Stream, err = stream.New(stream.Config{
 		Name: s.Stream.Name, Region: s.Region, ShardCount: shards, RetentionHours: s.Stream.RetentionHours,
-		LimitsOff: opts.LimitsOff, Faults: opts.Faults, Observer: c.Timeline,
+		LimitsOff: opts.LimitsOff, Faults: opts.Faults, Observer: c.Timeline, Dir: filepath.Join(opts.Dir, "stream"),
 	}); err != nil {
-		return fmt.Errorf("creating the local stream: %w", err)
+		if errors.Is(err, stream.ErrLayoutChanged) {
+			return fmt.Errorf("opening the local stream: %w (the folder keeps its stream between runs: use another --dir, or --reset to empty this one)", err)
+		}
+		return fmt.Errorf("opening the local stream: %w", err)
 	}
 	c.Lambda = locallambda.New(locallambda.Config{
 		Region: s.Region, AccountID: s.AccountID, RetryDelays: opts.AsyncRetryDelays,
@@ -192,6 +255,8 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 			DeliveryStreamName: fh.Name, StreamName: c.Stream.Name(), StreamARN: c.Stream.ARN(), Bucket: c.Bucket.Name(),
 			Prefix: fh.Prefix, ErrorOutputPrefix: fh.ErrorOutputPrefix, BufferSizeMiB: fh.BufferSizeMB,
 			BufferIntervalSeconds: fh.BufferIntervalSeconds, CompressionFormat: fh.CompressionFormat,
+			StatePath:    filepath.Join(opts.Dir, "firehose", fh.Name+".json"),
+			SpoolDir:     filepath.Join(opts.Dir, "firehose", fh.Name+".buffer"),
 			PollInterval: opts.PollInterval, Logger: slog.New(slog.NewJSONHandler(c.logs, nil)),
 		}, c.Stream, c.Bucket); err != nil {
 			return fmt.Errorf("creating the local Firehose: %w", err)
@@ -208,6 +273,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 			MaxPayloadBytes: syncPayloadLimit(opts.LimitsOff), ReadAhead: opts.LimitsOff,
 			Invoke:       c.syncInvoker(fn.Name),
 			OnFailure:    c.onFailure("esm"),
+			StatePath:    filepath.Join(opts.Dir, "esm", fn.Name+".json"),
 			PollInterval: opts.PollInterval,
 			Logger:       slog.New(slog.NewJSONHandler(c.logs, nil)),
 			Observer:     c.Timeline.observeBatch,
@@ -229,6 +295,11 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.runSchedules(runCtx, opts.ScheduleEvery)
+	}()
 	for _, r := range []interface{ Run(context.Context) error }{c.Firehose, c.ESM} {
 		if r == nil || isNil(r) {
 			continue
@@ -240,6 +311,23 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 				fmt.Fprintf(c.logs, "{\"level\":\"ERROR\",\"message\":\"local service stopped\",\"error\":%q}\n", err.Error())
 			}
 		}()
+	}
+	return nil
+}
+
+// emptyDir removes everything in dir but the entry named keep.
+func emptyDir(dir, keep string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == keep {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -292,6 +380,9 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 		env["AWS_LAMBDA_LOG_FORMAT"] = fn.LogFormat
 		if id == ProcessFunction && opts.ZoneLookup != "" {
 			env["ZONE_LOOKUP"] = opts.ZoneLookup
+		}
+		if id == IngestFunction {
+			env["SWEEP_GRACE"] = localSweepGrace(opts.AsyncRetryDelays).String()
 		}
 		for k, v := range opts.Env[id] {
 			env[k] = v
@@ -351,7 +442,7 @@ func (c *Cloud) registerFunctions(ctx context.Context, opts Options) error {
 			if err != nil {
 				return fmt.Errorf("starting %s: %w", id, err)
 			}
-			lf.Handler = lambda.NewHandler(h.Handle)
+			lf.Handler = h // the payload as sent, as functions/ingest's lambda.Start(h) on AWS
 		case ProcessFunction:
 			h, err := process.New(ctx, cfg, process.Deps{S3: store, Log: log, Metrics: c.logs})
 			if err != nil {
@@ -464,7 +555,8 @@ func (c *Cloud) onFailure(source string) func(ctx context.Context, record []byte
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		name := filepath.Join(dir, fmt.Sprintf("%06d.json", len(c.failures)+1))
+		c.failureSeq++
+		name := filepath.Join(dir, fmt.Sprintf("%06d.json", c.failureSeq))
 		if err := os.WriteFile(name, record, 0o644); err != nil {
 			return err
 		}
@@ -473,7 +565,18 @@ func (c *Cloud) onFailure(source string) func(ctx context.Context, record []byte
 	}
 }
 
-// Failures returns the files of the on-failure records written so far.
+// existingFailures lists the on-failure records earlier runs left in dir (<dir>/failures/*/NNNNNN.json),
+// in order.
+func existingFailures(dir string) ([]string, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "failures", "*", "[0-9]*.json"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(names, func(i, j int) bool { return filepath.Base(names[i]) < filepath.Base(names[j]) })
+	return names, nil
+}
+
+// Failures returns the files of the on-failure records in the folder: earlier runs' and this one's.
 func (c *Cloud) Failures() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -545,8 +648,46 @@ func (c *Cloud) Drain(ctx context.Context) error {
 			return fmt.Errorf("flushing Firehose: %w", err)
 		}
 	}
+	if err := c.WaitIdle(ctx); err != nil {
+		return err
+	}
+	// Objects whose invocations all ended before they finished: the sweeper resumes or fails them.
+	if err := c.sweepUntilSettled(ctx); err != nil {
+		return err
+	}
+	if c.Firehose != nil {
+		if err := c.Firehose.Flush(ctx); err != nil {
+			return fmt.Errorf("flushing Firehose: %w", err)
+		}
+	}
 	return c.WaitIdle(ctx)
 }
+
+// Interrupt stops the cloud where it is, for a Ctrl-C or a timeout: Firehose, the event source mapping
+// and the schedules stop polling (their checkpoints are in the folder), running invocations see their
+// context cancelled (IngestFunction releases its object at its last checkpoint) and queued events are
+// dropped (Start notifies again what never started). It waits until the running handlers returned or
+// ctx ends. Summarize still works; Close must follow.
+func (c *Cloud) Interrupt(ctx context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+	if c.Lambda == nil {
+		return nil
+	}
+	c.Lambda.Close()
+	if err := c.Lambda.Wait(ctx); err != nil {
+		return fmt.Errorf("waiting for running invocations to release their objects: %w", err)
+	}
+	return nil
+}
+
+// StartedAt is when this run's cloud started: manifests updated since belong to this run.
+func (c *Cloud) StartedAt() time.Time { return c.startedAt }
+
+// Dir is the folder of the local cloud.
+func (c *Cloud) Dir() string { return c.dir }
 
 // Close stops the background services.
 func (c *Cloud) Close() error {
@@ -557,12 +698,21 @@ func (c *Cloud) Close() error {
 	if c.Lambda != nil {
 		c.Lambda.Close()
 	}
+	if c.Firehose != nil {
+		c.Firehose.Close()
+	}
+	if c.Stream != nil {
+		c.Stream.Close()
+	}
 	err := c.saveTimelineOnClose()
 	if c.Bucket != nil {
 		err = errors.Join(err, c.Bucket.Close())
 	}
 	if c.logFile != nil {
 		c.logFile.Close()
+	}
+	if c.unlock != nil {
+		c.unlock()
 	}
 	return err
 }

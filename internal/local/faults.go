@@ -37,10 +37,13 @@ type S3Faults struct {
 	// stored the object or not, one chance in two): a timeout in the middle of the writes. From then
 	// on the invocation is frozen, as Lambda freezes it: its further S3 calls fail and have no effect.
 	PutTimeoutRate float64
+	// FailPut, when set, fails the puts it returns true for (before the rates apply): deterministic
+	// faults for tests, e.g. "the first two conditional manifest updates".
+	FailPut func(in *s3.PutObjectInput) bool
 }
 
 func (f S3Faults) on() bool {
-	return f.PutErrorRate > 0 || f.PutStoreThenFailRate > 0 || f.GetErrorRate > 0 || f.PutTimeoutRate > 0
+	return f.PutErrorRate > 0 || f.PutStoreThenFailRate > 0 || f.GetErrorRate > 0 || f.PutTimeoutRate > 0 || f.FailPut != nil
 }
 
 // S3FaultStats counts the injected S3 failures.
@@ -121,6 +124,13 @@ func (b *faultyBucket) PutObject(ctx context.Context, in *s3.PutObjectInput, opt
 		return nil, errInjected()
 	}
 	b.puts.Add(1)
+	b.mu.Lock()
+	forced := b.faults.FailPut != nil && b.faults.FailPut(in)
+	b.mu.Unlock()
+	if forced {
+		b.putErrors.Add(1)
+		return nil, errInjected()
+	}
 	r := b.roll()
 	f := b.faults
 	switch {

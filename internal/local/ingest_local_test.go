@@ -62,7 +62,8 @@ func TestIngestContinuations(t *testing.T) {
 func TestDuplicateNotification(t *testing.T) {
 	t.Parallel()
 	logs := &lockedBuffer{}
-	c := startCloud(t, Options{LimitsOff: true, PollInterval: 100 * time.Millisecond, Logs: logs})
+	// ScheduleEvery: this test counts ingest invocations, which the sweeper's schedule would add to.
+	c := startCloud(t, Options{LimitsOff: true, PollInterval: 100 * time.Millisecond, Logs: logs, ScheduleEvery: time.Hour})
 	ctx := context.Background()
 	const key, rows = "raw/dup/green_tripdata_2015-06.csv", 2000
 	o := gen.Options{Taxi: "green", Layout: 2015, Month: 6, Rows: rows, Seed: 31}

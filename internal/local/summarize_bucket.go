@@ -19,7 +19,7 @@ const failureCheck = "batches or events in the failure destinations"
 // reconciliation says so instead of checking it. The stream records that on-failure records name are
 // not read back (the stream is gone): Summarize, during the run, does that.
 func SummarizeBucket(ctx context.Context, b BucketReader, bucketName string, archive, consumer bool, failureRecords int) (Summary, error) {
-	s, err := summarize(ctx, b, bucketName, archive, consumer, nil)
+	s, err := summarize(ctx, b, bucketName, "", archive, consumer, nil) // record ids spilled to the system temp folder
 	if err != nil {
 		return s, err
 	}

@@ -78,6 +78,14 @@ type Summary struct {
 	Compaction     *CompactionSummary `json:"compaction,omitempty"`
 	Reconciled     bool               `json:"reconciled"`
 	Reconciliation []string           `json:"reconciliation"` // one line per check, "ok: ..." or "MISMATCH: ..."
+	// The counts above are the folder's, every run in it; ThisRun is what this run worked on, InFlight
+	// the objects not finished, Warnings what is surprising about finished ones (summary_run.go).
+	ThisRun  RunCounts     `json:"this_run"`
+	InFlight []ObjectState `json:"in_flight"`
+	Warnings []string      `json:"warnings"`
+	// PeakRSSBytes is the process's resident high-water mark when the summary was made (Linux; 0
+	// elsewhere), set by `taxistream local`.
+	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 }
 
 type lister interface {
@@ -95,8 +103,11 @@ func (c *Cloud) Summarize(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	s, err := summarize(ctx, c.Bucket, c.Bucket.Name(), c.Firehose != nil, c.ESM != nil, named)
+	s, err := summarize(ctx, c.Bucket, c.Bucket.Name(), c.dir, c.Firehose != nil, c.ESM != nil, named)
 	if err != nil {
+		return s, err
+	}
+	if err := c.summarizeRun(ctx, &s); err != nil {
 		return s, err
 	}
 	s.FailureRecords = len(c.Failures())
@@ -113,23 +124,23 @@ const (
 	inFailure
 )
 
-// idState is what the summary knows of one record id: where it was seen, and the stream record
-// (a hash of sequence and sub-sequence number) of its first row in processed/trips.
+// idState is what the summary knows of one record id: where it was seen.
 type idState struct {
 	seen uint8
-	trip uint64
 }
 
 // summarize reads the bucket. Objects are streamed: NDJSON line by line, Parquet by ranged reads of
-// the footer and the record_id and sequence-number column chunks only; what is held is one entry per
-// record id.
-func summarize(ctx context.Context, b lister, bucketName string, archive, consumer bool, failureNamed []string) (Summary, error) {
+// the footer and the record_id and sequence-number column chunks only. The record ids go into an
+// idSet (idset.go): sorted runs spilled to tmpDir, merged, so memory stays bounded whatever the rows.
+func summarize(ctx context.Context, b lister, bucketName, tmpDir string, archive, consumer bool, failureNamed []string) (Summary, error) {
 	s := Summary{RejectedByReason: map[string]int{}}
-	ids := map[string]idState{}
-	mark := func(id string, bit uint8) {
-		st := ids[id]
-		st.seen |= bit
-		ids[id] = st
+	ids := newIDSet(tmpDir)
+	defer ids.close()
+	var addErr error
+	mark := func(id string, bit uint8, aux uint64) {
+		if err := ids.add(id, bit, aux); err != nil && addErr == nil {
+			addErr = err
+		}
 	}
 	err := each(ctx, b, bucketName, "state/ingest/", func(key string, body []byte) error {
 		var m ingest.Manifest
@@ -171,7 +182,7 @@ func summarize(ctx context.Context, b lister, bucketName string, archive, consum
 	err = eachLine(ctx, b, bucketName, "archive/", func(string) { s.ArchiveObjects++ }, func(_ string, line []byte) {
 		s.ArchiveRecords++
 		if id := recordID(line); id != "" {
-			mark(id, inArchive)
+			mark(id, inArchive, 0)
 		}
 	})
 	if err != nil {
@@ -188,35 +199,44 @@ func summarize(ctx context.Context, b lister, bucketName string, archive, consum
 		s.TripObjects++
 		return readTripIDs(ctx, b, bucketName, key, size, func(id string, stream uint64) {
 			s.TripsProcessed++
-			st, ok := ids[id]
-			switch {
-			case !ok || st.seen&inTrips == 0:
-				st.seen |= inTrips
-				st.trip = stream
-				s.TripsDistinct++
-			case st.trip == stream:
-				s.ProcessedRewritten++
-			}
-			ids[id] = st
+			mark(id, inTrips, stream)
 		})
 	})
 	if err != nil {
 		return s, err
 	}
-	s.ProcessedDuplicates = s.TripsProcessed - s.TripsDistinct
 	err = eachLine(ctx, b, bucketName, "quarantine/", nil, func(_ string, line []byte) {
 		s.Quarantined++
 		if id := recordID(line); id != "" {
-			mark(id, inQuarantine)
+			mark(id, inQuarantine, 0)
 		}
 	})
 	if err != nil {
 		return s, err
 	}
 	for _, id := range failureNamed {
-		mark(id, inFailure)
+		mark(id, inFailure, 0)
 	}
-	for _, st := range ids {
+	if addErr != nil {
+		return s, addErr
+	}
+	err = ids.groups(func(g []idEntry) {
+		var st idState
+		trips := 0
+		for i, e := range g {
+			st.seen |= e.kind
+			if e.kind == inTrips {
+				// Entries are sorted by stream record: a repeat of the previous one is the same
+				// stream record written twice.
+				if trips > 0 && g[i-1].aux == e.aux {
+					s.ProcessedRewritten++
+				}
+				trips++
+			}
+		}
+		if trips > 0 {
+			s.TripsDistinct++
+		}
 		consumed := st.seen&(inTrips|inQuarantine) != 0
 		if consumed {
 			s.ConsumerDistinct++
@@ -239,7 +259,11 @@ func summarize(ctx context.Context, b lister, bucketName string, archive, consum
 				}
 			}
 		}
+	})
+	if err != nil {
+		return s, err
 	}
+	s.ProcessedDuplicates = s.TripsProcessed - s.TripsDistinct
 	err = eachObject(ctx, b, bucketName, "processed/zone_stats/", func(key string, size int64) error {
 		if !strings.HasSuffix(key, ".parquet") {
 			return nil
@@ -566,6 +590,9 @@ func readTripIDs(ctx context.Context, b lister, bucketName, key string, size int
 				h.Write(num)
 				fn(string(vals[0][j].ByteArray()), h.Sum64())
 			}
+			for _, c := range cols {
+				c.releaseSpent()
+			}
 			left -= int64(n)
 		}
 		closeAll(cols[:])
@@ -578,9 +605,13 @@ type columnValues struct {
 	pages parquet.Pages
 	page  parquet.Page
 	vr    parquet.ValueReader
+	spent []parquet.Page // pages read to their end whose values may still be in use
 }
 
-// read fills dst.
+// read fills dst. Byte-array values point into their page's buffers, so a page read to its end is
+// kept (spent) until the caller has used the values and calls releaseSpent: releasing it at once
+// lets the next page's buffers overwrite ids already read (a compacted object has many pages per
+// column chunk; TestReadTripIDsReadsItsColumnsOnly).
 func (c *columnValues) read(dst []parquet.Value) error {
 	for len(dst) > 0 {
 		if c.vr == nil {
@@ -596,7 +627,7 @@ func (c *columnValues) read(dst []parquet.Value) error {
 		n, err := c.vr.ReadValues(dst)
 		dst = dst[n:]
 		if errors.Is(err, io.EOF) {
-			parquet.Release(c.page)
+			c.spent = append(c.spent, c.page)
 			c.page, c.vr = nil, nil
 			continue
 		}
@@ -607,34 +638,72 @@ func (c *columnValues) read(dst []parquet.Value) error {
 	return nil
 }
 
+// releaseSpent returns the pages read to their end to parquet-go's pool.
+func (c *columnValues) releaseSpent() {
+	for _, p := range c.spent {
+		parquet.Release(p)
+	}
+	c.spent = c.spent[:0]
+}
+
 func closeAll(cols []*columnValues) {
 	for _, c := range cols {
 		if c != nil {
+			c.releaseSpent()
+			if c.page != nil {
+				parquet.Release(c.page)
+				c.page, c.vr = nil, nil
+			}
 			c.pages.Close()
 		}
 	}
 }
 
-// rangeReader is an io.ReaderAt over ranged GETs of one object, with a read-ahead window so that a
-// footer or a column chunk is usually one request.
+// rangeReader is an io.ReaderAt over ranged GETs of one object, with read-ahead windows so that a
+// footer or a column chunk is usually one request. It keeps a few windows, one per column being read
+// in step (their pages interleave), so that reading three column chunks page by page does not fetch
+// each window again for every page.
 type rangeReader struct {
 	ctx         context.Context
 	b           lister
 	bucket, key string
 	size        int64
-	off         int64
-	buf         []byte
+	wins        [rangeWindows]rangeWindow
+	tick        uint64
 }
 
-// readAhead is the least a ranged GET fetches.
-const readAhead = 256 << 10
+// rangeWindow is one fetched byte range.
+type rangeWindow struct {
+	off  int64
+	buf  []byte
+	used uint64 // r.tick at its last use
+}
+
+const (
+	// readAhead is the least a ranged GET fetches.
+	readAhead = 256 << 10
+	// rangeWindows is how many windows a rangeReader keeps (the summary reads 3 columns in step).
+	rangeWindows = 4
+)
 
 func (r *rangeReader) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 || off >= r.size {
 		return 0, io.EOF
 	}
 	end := min(off+int64(len(p)), r.size)
-	if off < r.off || end > r.off+int64(len(r.buf)) {
+	r.tick++
+	var w *rangeWindow
+	for i := range r.wins {
+		c := &r.wins[i]
+		if c.buf != nil && off >= c.off && end <= c.off+int64(len(c.buf)) {
+			w = c
+			break
+		}
+		if w == nil || c.used < w.used {
+			w = c // the least recently used, if none holds the range
+		}
+	}
+	if w.buf == nil || off < w.off || end > w.off+int64(len(w.buf)) {
 		fetchEnd := min(r.size, off+max(int64(len(p)), readAhead))
 		out, err := r.b.GetObject(r.ctx, &s3.GetObjectInput{
 			Bucket: aws.String(r.bucket), Key: aws.String(r.key),
@@ -648,9 +717,10 @@ func (r *rangeReader) ReadAt(p []byte, off int64) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("reading bytes %d-%d of %s: %w", off, fetchEnd-1, r.key, err)
 		}
-		r.off, r.buf = off, buf
+		w.off, w.buf = off, buf
 	}
-	n := copy(p, r.buf[off-r.off:])
+	w.used = r.tick
+	n := copy(p, w.buf[off-w.off:])
 	if n < len(p) {
 		return n, io.EOF
 	}

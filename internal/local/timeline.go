@@ -101,6 +101,7 @@ type InvocationSpan struct {
 	End          int64  `json:"end"`
 	Error        string `json:"error,omitempty"`        // error type; "Sandbox.Timedout" for a timeout
 	Continuation bool   `json:"continuation,omitempty"` // IngestFunction's own continuation event
+	Sweep        bool   `json:"sweep,omitempty"`        // IngestFunction's sweeper (the Sweep schedule, or a drain)
 	Attempt      int    `json:"attempt"`                // 1, or 2.. for asynchronous retries (same request id)
 }
 
@@ -252,6 +253,7 @@ func (t *Timeline) observeInvocation(inv locallambda.Invocation) {
 		Kind: "invocation", Function: fn, RequestID: inv.RequestID, Start: inv.Start.UnixMilli(), End: inv.End.UnixMilli(),
 		Error: inv.ErrorType, Attempt: t.attempts[inv.RequestID],
 		Continuation: bytes.Contains(inv.Payload, []byte(`"taxistream":"continuation"`)),
+		Sweep:        bytes.Contains(inv.Payload, []byte(`"taxistream":"sweep"`)) || bytes.Contains(inv.Payload, []byte(`"Scheduled Event"`)),
 	})
 }
 

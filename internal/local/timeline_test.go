@@ -44,6 +44,9 @@ func totals(d *TimelineData) timelineTotals {
 		t.putStored += int64(p.Stored)
 	}
 	for _, i := range d.Invocations {
+		if i.Sweep {
+			continue // the sweeper's schedule runs whatever the objects
+		}
 		t.invocations[i.Function]++
 		if i.Continuation {
 			t.continuations++

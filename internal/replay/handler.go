@@ -131,6 +131,9 @@ func New(_ context.Context, cfg config.Config, d Deps) (*Handler, error) {
 func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Response, error) {
 	start := h.now()
 	req, err := DecodeRequest(ctx, raw, start)
+	if err == nil && req.Continuation > h.cfg.MaxContinuations {
+		err = fmt.Errorf("%w: continuation %d: want 0 to %d (MAX_CONTINUATIONS)", ErrBadRequest, req.Continuation, h.cfg.MaxContinuations)
+	}
 	if err != nil {
 		h.log.ErrorContext(ctx, "replay refused", "error", err.Error())
 		return Response{}, err
@@ -139,6 +142,17 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (Response, er
 	err = run.do(ctx)
 	h.summarize(ctx, run, start, err)
 	return run.resp, err
+}
+
+// Invoke is the Lambda runtime's entry point (lambda.Handler): it hands Handle the payload exactly as
+// received. Passing Handle itself to lambda.Start would let the runtime decode the payload first, and
+// its decoder keeps the first JSON value and silently drops whatever follows it.
+func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	resp, err := h.Handle(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(resp)
 }
 
 // run is the state of one invocation.

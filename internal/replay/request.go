@@ -7,20 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/google/uuid"
+
+	"github.com/taxistream/taxistream/internal/ingest"
 )
 
 // RawPrefix is the only part of the bucket a replay may read: the pipeline's input (DESIGN.md, bucket prefixes).
 const RawPrefix = "raw/"
-
-// maxKeyLen is S3's limit on an object key: 1,024 bytes of UTF-8.
-const maxKeyLen = 1024
 
 // ErrBadRequest wraps every problem with a replay request; nothing was handed off.
 var ErrBadRequest = errors.New("bad replay request")
@@ -42,10 +39,7 @@ type Request struct {
 	Continuation int `json:"continuation,omitempty"`
 }
 
-var (
-	replayIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-	knownFields     = "prefix, start_after, max_objects, dry_run, replay_id, continuation"
-)
+const knownFields = "prefix, start_after, max_objects, dry_run, replay_id, continuation"
 
 // DecodeRequest parses raw strictly: unknown fields, trailing data and wrong types are errors naming the
 // problem; an empty or null payload is {}. It applies the defaults (prefix raw/, generated replay id) and
@@ -96,13 +90,13 @@ func describeJSONError(err error) string {
 func (r Request) validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if err := checkKey("prefix", r.Prefix); err != nil {
+	if err := ingest.CheckKey("prefix", r.Prefix); err != nil {
 		errs = append(errs, err)
 	} else if !strings.HasPrefix(r.Prefix, RawPrefix) {
 		bad("prefix %q is outside %s: a replay reads only the pipeline's input (e.g. %q)", r.Prefix, RawPrefix, RawPrefix+"2019/")
 	}
 	if r.StartAfter != "" {
-		if err := checkKey("start_after", r.StartAfter); err != nil {
+		if err := ingest.CheckKey("start_after", r.StartAfter); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -112,46 +106,13 @@ func (r Request) validate() error {
 	if r.Continuation < 0 {
 		bad("continuation %d: want 0 or more", r.Continuation)
 	}
-	if !replayIDPattern.MatchString(r.ReplayID) {
-		bad("replay_id %q: want 1-128 characters of A-Z a-z 0-9 . _ : - starting with a letter or digit", r.ReplayID)
+	if !ingest.ValidReplayID(r.ReplayID) {
+		bad("replay_id %q: want %s", r.ReplayID, ingest.ReplayIDRule)
 	}
 	if len(errs) == 0 {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrBadRequest, errors.Join(errs...))
-}
-
-// checkKey refuses what cannot be a key of the bucket's layout: a URL, a leading slash, "." or ".."
-// segments, empty segments, backslashes, control characters, invalid UTF-8, more than 1,024 bytes.
-func checkKey(field, k string) error {
-	switch {
-	case strings.Contains(k, "://"):
-		return fmt.Errorf("%s %q: want a key prefix in the function's bucket such as %q, not a URL", field, k, RawPrefix)
-	case !utf8.ValidString(k):
-		return fmt.Errorf("%s %q: invalid UTF-8", field, k)
-	case len(k) > maxKeyLen:
-		return fmt.Errorf("%s: %d bytes, S3 keys have at most %d", field, len(k), maxKeyLen)
-	case strings.HasPrefix(k, "/"):
-		return fmt.Errorf("%s %q: must not start with /", field, k)
-	case strings.ContainsAny(k, "\\"):
-		return fmt.Errorf("%s %q: must not contain a backslash", field, k)
-	}
-	for _, c := range k {
-		if c < 0x20 || c == 0x7f {
-			return fmt.Errorf("%s %q: must not contain control characters", field, k)
-		}
-	}
-	segs := strings.Split(k, "/")
-	for i, s := range segs {
-		last := i == len(segs)-1
-		if s == "." || s == ".." {
-			return fmt.Errorf("%s %q: must not contain %q segments", field, k, s)
-		}
-		if s == "" && !last {
-			return fmt.Errorf("%s %q: must not contain empty segments (//)", field, k)
-		}
-	}
-	return nil
 }
 
 // newReplayID names a replay that came without one. In Lambda it derives from the invocation's request
@@ -160,7 +121,7 @@ func checkKey(field, k string) error {
 func newReplayID(ctx context.Context, now time.Time) string {
 	if lc, ok := lambdacontext.FromContext(ctx); ok && lc.AwsRequestID != "" {
 		id := "replay-" + lc.AwsRequestID
-		if replayIDPattern.MatchString(id) {
+		if ingest.ValidReplayID(id) {
 			return id
 		}
 	}

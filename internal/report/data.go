@@ -19,8 +19,11 @@ type dataAcc struct {
 	byPayment map[string]int64
 	byTaxi    map[string]int64
 
-	fare, tip, distance, speed []float64
+	fare, tip, distance, speed sample
 }
+
+// The distributions' histogram bins: width and top (values above go into one last bin).
+var distBins = map[string][2]float64{"fare": {5, 100}, "tip": {1, 20}, "distance": {1, 30}, "speed": {2, 60}}
 
 type zoneCount struct {
 	id            int32
@@ -32,6 +35,8 @@ func newDataAcc() dataAcc {
 	return dataAcc{
 		byDate: map[string]int64{}, byZone: map[int32]*zoneCount{}, byBorough: map[string]int64{},
 		byPayment: map[string]int64{}, byTaxi: map[string]int64{},
+		fare: newSample(distBins["fare"][0], distBins["fare"][1]), tip: newSample(distBins["tip"][0], distBins["tip"][1]),
+		distance: newSample(distBins["distance"][0], distBins["distance"][1]), speed: newSample(distBins["speed"][0], distBins["speed"][1]),
 	}
 }
 
@@ -80,16 +85,16 @@ func (d *dataAcc) add(r *tripCols, date string) {
 	d.byPayment[paymentName(r.PaymentType, r.hasPayment)]++
 	d.byTaxi[r.TaxiType]++
 	if r.hasFare {
-		d.fare = append(d.fare, r.Fare)
+		d.fare.add(r.Fare)
 	}
 	if r.hasTip {
-		d.tip = append(d.tip, r.Tip)
+		d.tip.add(r.Tip)
 	}
 	if r.hasDistance {
-		d.distance = append(d.distance, r.Distance)
+		d.distance.add(r.Distance)
 	}
 	if r.hasSpeed {
-		d.speed = append(d.speed, r.Speed)
+		d.speed.add(r.Speed)
 	}
 }
 
@@ -223,21 +228,20 @@ func (d *dataAcc) section() Data {
 	})
 	dists := []struct {
 		id, title, unit, axis string
-		vs                    []float64
-		step, top             float64
+		vs                    *sample
 		prefix                string
 	}{
-		{"fare", "Fare", "$", "fare amount ($; base passenger fare for fhvhv)", d.fare, 5, 100, "$"},
-		{"tip", "Tip", "$", "tip amount ($)", d.tip, 1, 20, "$"},
-		{"distance", "Distance", "mi", "trip distance (miles)", d.distance, 1, 30, ""},
-		{"speed", "Average speed", "mph", "average speed (mph)", d.speed, 2, 60, ""},
+		{"fare", "Fare", "$", "fare amount ($; base passenger fare for fhvhv)", &d.fare, "$"},
+		{"tip", "Tip", "$", "tip amount ($)", &d.tip, "$"},
+		{"distance", "Distance", "mi", "trip distance (miles)", &d.distance, ""},
+		{"speed", "Average speed", "mph", "average speed (mph)", &d.speed, ""},
 	}
 	for i, x := range dists {
-		if len(x.vs) == 0 {
+		if x.vs.n == 0 {
 			continue
 		}
-		labels, counts := histogram(x.vs, x.step, x.top, x.prefix)
-		q := quantiles(x.vs)
+		labels, counts := x.vs.bins.labels(x.prefix)
+		q := x.vs.quantiles()
 		out.Quantiles = append(out.Quantiles, NamedQuantiles{Name: x.title, Unit: x.unit, Quantiles: q})
 		out.Charts = append(out.Charts, Chart{
 			Title: x.title + " distribution",

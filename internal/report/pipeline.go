@@ -385,19 +385,19 @@ func fmtMiB(b int) string {
 func (p *Pipeline) latency(l *latencyAcc, timeline bool) {
 	rows := []struct {
 		stage string
-		vs    []float64
+		vs    *sample
 	}{
-		{"object put → record in the stream", l.putToStream},
-		{"record in the stream → trip in Parquet", l.streamToParquet},
-		{"object put → trip in Parquet (end to end)", l.putToParquet},
+		{"object put → record in the stream", &l.putToStream},
+		{"record in the stream → trip in Parquet", &l.streamToParquet},
+		{"object put → trip in Parquet (end to end)", &l.putToParquet},
 	}
 	var labels []string
 	var p50, p95, mx []float64
 	for _, r := range rows {
-		if len(r.vs) == 0 {
+		if r.vs.n == 0 {
 			continue
 		}
-		q := quantiles(r.vs)
+		q := r.vs.quantiles()
 		p.Latency = append(p.Latency, LatencyRow{Stage: r.stage, N: q.N, P50: fmtDur(q.P50), P95: fmtDur(q.P95), Max: fmtDur(q.Max), q: q})
 		labels = append(labels, strings.SplitN(r.stage, " (", 2)[0])
 		p50, p95, mx = append(p50, q.P50), append(p95, q.P95), append(mx, q.Max)

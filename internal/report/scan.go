@@ -417,7 +417,7 @@ func clipText(s string, n int) string {
 // latencyAcc collects the end-to-end latency of every trip: object put → record in the stream →
 // trip in Parquet (seconds).
 type latencyAcc struct {
-	putToStream, streamToParquet, putToParquet []float64
+	putToStream, streamToParquet, putToParquet sample
 	noSource                                   int64 // trips whose raw object was not found
 }
 
@@ -432,7 +432,7 @@ func (l *latencyAcc) add(r *tripCols, written time.Time, s *scan, arrive arrival
 	if !ok {
 		l.noSource++
 	} else {
-		l.putToParquet = append(l.putToParquet, written.Sub(put).Seconds())
+		l.putToParquet.add(written.Sub(put).Seconds())
 	}
 	if arrive == nil {
 		return
@@ -442,9 +442,9 @@ func (l *latencyAcc) add(r *tripCols, written time.Time, s *scan, arrive arrival
 		return
 	}
 	if ok {
-		l.putToStream = append(l.putToStream, at.Sub(put).Seconds())
+		l.putToStream.add(at.Sub(put).Seconds())
 	}
-	l.streamToParquet = append(l.streamToParquet, written.Sub(at).Seconds())
+	l.streamToParquet.add(written.Sub(at).Seconds())
 }
 
 // arrivalsFrom returns the arrival lookup of a timeline's put requests: the arrival of a sequence

@@ -1,6 +1,8 @@
 package report
 
 import (
+	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -94,5 +96,31 @@ func TestSpanChartMergesWhatItCannotShow(t *testing.T) {
 	}
 	if !strings.Contains(svg, errColor) || !strings.Contains(svg, "invocations from") {
 		t.Error("the merged spans lost the error or their count")
+	}
+}
+
+// TestSampleIsBounded: a distribution of many values keeps at most maxSample of them, with the exact
+// count, maximum and histogram, and quantiles close to the exact ones.
+func TestSampleIsBounded(t *testing.T) {
+	const n = 5 * maxSample
+	s := newSample(5, 100)
+	var all []float64
+	for i := range n {
+		v := float64((i*7919)%n) / float64(n) * 120 // uniform on [0, 120)
+		s.add(v)
+		all = append(all, v)
+	}
+	if len(s.vs) != maxSample || s.n != n {
+		t.Fatalf("kept %d values of %d, want %d", len(s.vs), s.n, maxSample)
+	}
+	want := quantiles(all)
+	got := s.quantiles()
+	if got.N != want.N || got.Max != want.Max || math.Abs(got.P50-want.P50) > 1.2 || math.Abs(got.P95-want.P95) > 1.2 {
+		t.Errorf("quantiles %+v, exact %+v", got, want)
+	}
+	_, exact := histogram(all, 5, 100, "$")
+	_, counted := s.bins.labels("$")
+	if !slices.Equal(exact, counted) {
+		t.Errorf("histogram %v, exact %v", counted, exact)
 	}
 }

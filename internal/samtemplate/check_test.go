@@ -201,14 +201,37 @@ func (c *checker) functions() {
 	}
 }
 
+// sweepEvent checks IngestFunction's sweeper schedule: an enabled rate or cron schedule whose Input is
+// the sweep event the handler accepts.
+func (c *checker) sweepEvent(ev map[string]any) {
+	props, _ := ev["Properties"].(map[string]any)
+	if ev["Type"] != "Schedule" {
+		c.addf("IngestFunction: event Sweep is %v, want Schedule", ev["Type"])
+		return
+	}
+	if sch, _ := props["Schedule"].(string); !strings.HasPrefix(sch, "rate(") && !strings.HasPrefix(sch, "cron(") {
+		c.addf("IngestFunction: event Sweep: Schedule %v, want rate(...) or cron(...)", props["Schedule"])
+	}
+	if en, ok := props["Enabled"].(bool); ok && !en {
+		c.addf("IngestFunction: event Sweep is disabled: stuck objects would never finish")
+	}
+	if props["Input"] != `{"taxistream":"sweep"}` {
+		c.addf(`IngestFunction: event Sweep: Input %v, want {"taxistream":"sweep"}`, props["Input"])
+	}
+}
+
 func (c *checker) s3Events() {
 	p, _ := c.t.FunctionProperties("IngestFunction")
 	events, _ := p["Events"].(map[string]any)
 	var got []S3Event
 	for _, name := range sortedKeys(events) {
 		ev, _ := events[name].(map[string]any)
+		if name == "Sweep" {
+			c.sweepEvent(ev)
+			continue
+		}
 		if ev["Type"] != "S3" {
-			c.addf("IngestFunction: event %s is %v, want S3", name, ev["Type"])
+			c.addf("IngestFunction: event %s is %v, want S3 (or the Sweep schedule)", name, ev["Type"])
 			continue
 		}
 		props, _ := ev["Properties"].(map[string]any)

@@ -85,6 +85,16 @@ type Function struct {
 	Async               AsyncConfig
 	S3Events            []S3Event
 	KinesisEvents       []KinesisEvent
+	ScheduleEvents      []ScheduleEvent
+}
+
+// ScheduleEvent is an EventBridge schedule (SAM event types Schedule and ScheduleV2): the function is
+// invoked asynchronously with Input on the schedule.
+type ScheduleEvent struct {
+	Name     string // the event's key in Events
+	Schedule string // rate(...) or cron(...)
+	Input    string // the JSON the function receives; "" means EventBridge's scheduled-event JSON
+	Enabled  bool   // Enabled (Schedule) or State ENABLED (ScheduleV2), default true
 }
 
 // AsyncConfig is how Lambda handles the function's asynchronous invocations (EventInvokeConfig).
@@ -398,6 +408,18 @@ func (e *evaluator) function(id string) (Function, error) {
 			ke, err := kinesisEvent(name, props)
 			errs = append(errs, err)
 			f.KinesisEvents = append(f.KinesisEvents, ke)
+		case "Schedule", "ScheduleV2":
+			se := ScheduleEvent{Name: name, Schedule: str(props["Schedule"], str(props["ScheduleExpression"], "")), Input: str(props["Input"], ""), Enabled: true}
+			if b, ok := props["Enabled"].(bool); ok {
+				se.Enabled = b
+			}
+			if st := str(props["State"], ""); st != "" {
+				se.Enabled = st == "ENABLED"
+			}
+			if se.Schedule == "" {
+				errs = append(errs, fmt.Errorf("event %s: a schedule without Schedule/ScheduleExpression", name))
+			}
+			f.ScheduleEvents = append(f.ScheduleEvents, se)
 		}
 	}
 	return f, errors.Join(errs...)

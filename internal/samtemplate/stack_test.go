@@ -101,6 +101,9 @@ func TestBrokenTemplates(t *testing.T) {
 		{"replay invokes anything", set(replay+"Policies.0.Statement.1.Resource", map[string]any{"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:*"}), "lambda:InvokeFunction on"},
 		{"no self-invocation for continuations", del(ingest + "Policies.0.Statement.5"), "cannot invoke itself"},
 		{"recursive loop terminated", set(ingest+"RecursiveLoop", "Terminate"), "RecursiveLoop Terminate"},
+		{"sweeper disabled", set(ingest+"Events.Sweep.Properties.Enabled", false), "Sweep is disabled"},
+		{"sweeper sends another event", set(ingest+"Events.Sweep.Properties.Input", `{"taxistream":"continuation"}`), `want {"taxistream":"sweep"}`},
+		{"sweeper without a schedule", set(ingest+"Events.Sweep.Properties.Schedule", "every 15 minutes"), "want rate(...) or cron(...)"},
 		{"one suffix missing", del(ingest + "Events.RawParquet"), "notified 0 times"},
 		{"overlapping suffix", set(ingest+"Events.RawGz", map[string]any{"Type": "S3", "Properties": map[string]any{
 			"Bucket": map[string]any{"Ref": "Bucket"}, "Events": "s3:ObjectCreated:*",

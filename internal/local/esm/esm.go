@@ -119,6 +119,10 @@ type Config struct {
 	// An error keeps the batch and retries the delivery on the next round. Nil drops discarded batches.
 	OnFailure func(ctx context.Context, record []byte) error
 
+	// StatePath, if set, is the file that keeps the mapping's checkpoints and windows across restarts
+	// (state.go). New resumes from it when it exists.
+	StatePath string
+
 	PollInterval time.Duration    // Run's pause between rounds, default 1 s
 	Now          func() time.Time // default time.Now
 	Logger       *slog.Logger     // default slog.Default()
@@ -157,11 +161,13 @@ type ESM struct {
 	window     time.Duration
 
 	roundMu sync.Mutex // one round at a time
-	mu      sync.Mutex // stats, shards map, busy
+	mu      sync.Mutex // stats, shards map, busy, saved
 	stats   Stats
 	shards  map[string]*shardState
 	order   []string
 	polled  bool
+	saveMu  sync.Mutex            // one write of the state file at a time
+	saved   map[string]shardSaved // what the state file says of each shard
 }
 
 // New validates cfg and positions the mapping on every shard of the source.
@@ -235,7 +241,15 @@ func New(cfg Config, src shardReader) (*ESM, error) {
 	if cfg.MaximumRecordAgeInSeconds > 0 {
 		e.maxAge = time.Duration(cfg.MaximumRecordAgeInSeconds) * time.Second
 	}
-	if err := e.discover(context.Background(), true); err != nil {
+	resumed, err := e.loadState()
+	if err != nil {
+		return nil, fmt.Errorf("creating event source mapping for %s: %w", cfg.FunctionName, err)
+	}
+	// Resumed, the shards it does not know were created after it: TRIM_HORIZON.
+	if err := e.discover(context.Background(), !resumed); err != nil {
+		return nil, fmt.Errorf("creating event source mapping for %s: %w", cfg.FunctionName, err)
+	}
+	if err := e.saveState(); err != nil {
 		return nil, fmt.Errorf("creating event source mapping for %s: %w", cfg.FunctionName, err)
 	}
 	return e, nil

@@ -38,6 +38,11 @@ type shardState struct {
 	win     *window
 	failure *failureDelivery
 
+	// checkpoint is the last record done with (processed, or sent to the on-failure destination);
+	// dirty says it or the window changed since the state file was written (state.go).
+	checkpoint string
+	dirty      bool
+
 	done     bool
 	busyFlag bool
 }
@@ -62,8 +67,10 @@ func (st *shardState) publish() {
 	busy := len(st.pending) > 0 || st.behind || st.failure != nil || (!st.readEnd && !st.acquired)
 	done := st.readEnd && len(st.pending) == 0 && st.failure == nil && st.win == nil
 	st.e.mu.Lock()
+	st.dirty = st.dirty || done != st.done
 	st.busyFlag, st.done = busy, done
 	st.e.mu.Unlock()
+	st.e.persist(st)
 }
 
 // maxPayload is the limit on a batch's event JSON.
@@ -362,6 +369,7 @@ func (st *shardState) invoke(ctx context.Context, batch []types.Record, payload 
 	}
 	if st.win != nil {
 		st.win.state = r.state
+		st.dirty = true
 	}
 	if failedAt >= 0 {
 		outcome = OutcomePartial
@@ -421,6 +429,9 @@ func (st *shardState) retriesExhausted() bool {
 // commit drops n processed records from the head.
 func (st *shardState) commit(n int) {
 	st.forget(st.pending[:n])
+	if n > 0 {
+		st.checkpoint, st.dirty = aws.ToString(st.pending[n-1].SequenceNumber), true
+	}
 	st.pending = st.pending[n:]
 	if len(st.pending) == 0 {
 		st.pending = nil
@@ -508,6 +519,7 @@ func (st *shardState) deliverFailure(ctx context.Context) error {
 	}
 	st.failure = nil
 	st.forget(st.pending[:f.n])
+	st.checkpoint, st.dirty = aws.ToString(st.pending[f.n-1].SequenceNumber), true
 	st.pending = st.pending[f.n:]
 	st.attempts = 0
 	st.lastFuncErr = false
@@ -540,6 +552,7 @@ func (st *shardState) closeWindow(ctx context.Context, early bool) (bool, error)
 	}
 	e.count(func(s *Stats) { s.WindowsClosed++ })
 	st.win = nil
+	st.dirty = true
 	st.publish()
 	return true, nil
 }

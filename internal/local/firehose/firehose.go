@@ -19,6 +19,10 @@
 //     instant (AWS does not document which time it uses there).
 //   - Records are concatenated as they are, with no delimiter.
 //   - A failed S3 write keeps the buffer and is retried on the next round (delivery is at least once).
+//   - With Config.StatePath it keeps its read position per shard in that file (state.go), advanced only
+//     past records whose every user record is in a delivered object: a delivery stream created again
+//     on the same file (a restart, a crash) re-reads what it had buffered but not delivered, and
+//     continues where it stopped. Records may be archived twice that way, never lost.
 package firehose
 
 import (
@@ -28,6 +32,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -94,6 +99,14 @@ type Config struct {
 	BufferIntervalSeconds int    // IntervalInSeconds, default 300
 	CompressionFormat     string // GZIP or UNCOMPRESSED (default)
 
+	// StatePath, if set, is the file that keeps the delivery stream's read positions across restarts
+	// (state.go). New resumes from it when it exists.
+	StatePath string
+	// SpoolDir, if set, is a folder where the buffers are kept as files instead of in memory (a 64 MiB
+	// buffer costs no memory). They are scratch: after a restart the records are read again from the
+	// stream (StatePath), so New empties them.
+	SpoolDir string
+
 	PollInterval time.Duration    // Run's pause between rounds, default 1 s
 	Deaggregate  DeaggregateFunc  // default kpl.Deaggregate
 	Now          func() time.Time // default time.Now
@@ -140,31 +153,70 @@ type Firehose struct {
 
 type shardState struct {
 	iterator *string
-	lastSeq  string
+	lastSeq  string // the last record read whole: all its user records are in a buffer
 	done     bool
+	// checkpoint is the last record whose user records are all in delivered objects ("" none yet);
+	// start is where reading began when none is ("AT_TIMESTAMP" of the creation, or TRIM_HORIZON).
+	checkpoint string
+	start      types.ShardIteratorType
 }
 
 type buffer struct {
 	data    bytes.Buffer
+	spool   *spool // instead of data, with Config.SpoolDir
 	records int64
 	oldest  time.Time // approximate arrival of the oldest record
 	opened  time.Time // when the first record went in
+	// from is, per shard with records in the buffer, the shard's lastSeq when its first one went in:
+	// the position a restart must read from again while the buffer is not delivered.
+	from map[string]string
 }
 
-func (b *buffer) add(p []byte, arrival, now time.Time) {
+func (b *buffer) add(p []byte, shardID, lastSeq string, arrival, now time.Time) {
 	if b.records == 0 {
 		b.oldest, b.opened = arrival, now
+	}
+	if _, ok := b.from[shardID]; !ok {
+		if b.from == nil {
+			b.from = map[string]string{}
+		}
+		b.from[shardID] = lastSeq
 	}
 	if arrival.Before(b.oldest) {
 		b.oldest = arrival
 	}
-	b.data.Write(p)
+	if b.spool != nil {
+		b.spool.write(p)
+	} else {
+		b.data.Write(p)
+	}
 	b.records++
 }
 
-func (b *buffer) reset() {
+// size is the bytes buffered.
+func (b *buffer) size() int {
+	if b.spool != nil {
+		return int(b.spool.n)
+	}
+	return b.data.Len()
+}
+
+// content reads what is buffered.
+func (b *buffer) content() (io.Reader, error) {
+	if b.spool != nil {
+		return b.spool.reader()
+	}
+	return bytes.NewReader(b.data.Bytes()), nil
+}
+
+func (b *buffer) reset() error {
 	b.data.Reset()
 	b.records = 0
+	clear(b.from)
+	if b.spool != nil {
+		return b.spool.reset()
+	}
+	return nil
 }
 
 // New creates the delivery stream and positions it at LATEST on every open shard of the source.
@@ -242,7 +294,28 @@ func New(cfg Config, src shardReader, dst objectPutter) (*Firehose, error) {
 		shards:   map[string]*shardState{},
 		behind:   true,
 	}
-	if err := f.discover(context.Background(), types.ShardIteratorTypeLatest); err != nil {
+	if cfg.SpoolDir != "" {
+		var err error
+		if f.main.spool, err = openSpool(cfg.SpoolDir, "main.buffer"); err == nil {
+			f.errs.spool, err = openSpool(cfg.SpoolDir, "errors.buffer")
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("creating delivery stream %s: %w", cfg.DeliveryStreamName, err)
+		}
+	}
+	resumed, err := f.loadState()
+	if err != nil {
+		return nil, fmt.Errorf("creating delivery stream %s: %w", cfg.DeliveryStreamName, err)
+	}
+	pos := types.ShardIteratorTypeLatest
+	if resumed {
+		pos = types.ShardIteratorTypeTrimHorizon // shards it does not know were created after it
+	}
+	if err := f.discover(context.Background(), pos); err != nil {
+		return nil, fmt.Errorf("creating delivery stream %s: %w", cfg.DeliveryStreamName, err)
+	}
+	if err := f.saveState(); err != nil {
 		return nil, fmt.Errorf("creating delivery stream %s: %w", cfg.DeliveryStreamName, err)
 	}
 	return f, nil
@@ -266,18 +339,37 @@ func (f *Firehose) discover(ctx context.Context, pos types.ShardIteratorType) er
 		}
 		for _, sh := range out.Shards {
 			id := aws.ToString(sh.ShardId)
-			if _, ok := f.shards[id]; ok {
+			st, ok := f.shards[id]
+			if ok && (st.iterator != nil || st.done) {
 				continue
 			}
-			st := &shardState{}
-			if pos == types.ShardIteratorTypeLatest && sh.SequenceNumberRange != nil && sh.SequenceNumberRange.EndingSequenceNumber != nil {
+			if !ok {
+				st = &shardState{start: pos}
+				if pos == types.ShardIteratorTypeLatest {
+					st.start = types.ShardIteratorTypeAtTimestamp // LATEST as of the creation
+				}
+			}
+			if !ok && pos == types.ShardIteratorTypeLatest && sh.SequenceNumberRange != nil && sh.SequenceNumberRange.EndingSequenceNumber != nil {
 				st.done = true // closed before we existed: nothing new will arrive
-			} else {
-				it, err := f.src.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: name, StreamARN: arn, ShardId: sh.ShardId, ShardIteratorType: pos})
+			} else if !st.done {
+				in := &kinesis.GetShardIteratorInput{StreamName: name, StreamARN: arn, ShardId: sh.ShardId, ShardIteratorType: pos}
+				switch {
+				case ok && st.checkpoint != "": // resumed from the state file
+					in.ShardIteratorType, in.StartingSequenceNumber = types.ShardIteratorTypeAfterSequenceNumber, aws.String(st.checkpoint)
+				case ok && st.start == types.ShardIteratorTypeAtTimestamp:
+					in.ShardIteratorType, in.Timestamp = types.ShardIteratorTypeAtTimestamp, aws.Time(f.created)
+				case ok:
+					in.ShardIteratorType = st.start
+				}
+				it, err := f.src.GetShardIterator(ctx, in)
 				if err != nil {
-					return fmt.Errorf("getting %s iterator for %s: %w", pos, id, err)
+					return fmt.Errorf("getting %s iterator for %s: %w", in.ShardIteratorType, id, err)
 				}
 				st.iterator = it.ShardIterator
+				st.lastSeq = st.checkpoint
+			}
+			if ok {
+				continue
 			}
 			f.shards[id] = st
 			f.order = append(f.order, id)
@@ -319,6 +411,9 @@ func (f *Firehose) Poll(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	if err := f.advance(); err != nil {
+		errs = append(errs, err)
 	}
 	f.polled, f.behind = true, behind || len(errs) > 0
 	return errors.Join(errs...)
@@ -404,11 +499,11 @@ func (f *Firehose) ingest(ctx context.Context, shardID string, r types.Record) e
 			RawData: base64.StdEncoding.EncodeToString(r.Data), ShardID: shardID,
 			SequenceNumber: aws.ToString(r.SequenceNumber), PartitionKey: aws.ToString(r.PartitionKey),
 		})
-		return f.add(ctx, &f.errs, append(line, '\n'), arrival, now)
+		return f.add(ctx, &f.errs, append(line, '\n'), shardID, arrival, now)
 	}
 	for _, u := range users {
 		f.stats.UserRecords++
-		if err := f.add(ctx, &f.main, u.Data, arrival, now); err != nil {
+		if err := f.add(ctx, &f.main, u.Data, shardID, arrival, now); err != nil {
 			return err
 		}
 	}
@@ -416,14 +511,14 @@ func (f *Firehose) ingest(ctx context.Context, shardID string, r types.Record) e
 }
 
 // add puts p in b, delivering first if p would push b past the size hint, and after if b reached it.
-func (f *Firehose) add(ctx context.Context, b *buffer, p []byte, arrival, now time.Time) error {
-	if b.records > 0 && b.data.Len()+len(p) > f.bufLimit {
+func (f *Firehose) add(ctx context.Context, b *buffer, p []byte, shardID string, arrival, now time.Time) error {
+	if b.records > 0 && b.size()+len(p) > f.bufLimit {
 		if err := f.deliver(ctx, b); err != nil {
 			return err
 		}
 	}
-	b.add(p, arrival, now)
-	if b.data.Len() >= f.bufLimit {
+	b.add(p, shardID, f.shards[shardID].lastSeq, arrival, now)
+	if b.size() >= f.bufLimit {
 		return f.deliver(ctx, b)
 	}
 	return nil
@@ -435,17 +530,29 @@ func (f *Firehose) deliver(ctx context.Context, b *buffer) error {
 		return nil
 	}
 	isErr := b == &f.errs
-	body := b.data.Bytes()
+	src, err := b.content()
+	if err != nil {
+		f.stats.Errors++
+		return fmt.Errorf("reading the buffer: %w", err)
+	}
+	body := &countingReader{r: src}
+	contentLength := aws.Int64(int64(b.size()))
 	ext := ""
 	if f.cfg.CompressionFormat == CompressionGZIP {
-		var z bytes.Buffer
-		// The fastest level: AWS does not document Firehose's, and locally CPU matters more than the
-		// archive's size (8.4 % of the JSON instead of 6.7 %, 1.6× faster than the default level).
-		zw, _ := gzip.NewWriterLevel(&z, gzip.BestSpeed)
-		// Writes into a bytes.Buffer cannot fail (it panics when out of memory instead).
-		_, _ = zw.Write(body)
-		_ = zw.Close()
-		body, ext = z.Bytes(), ".gz"
+		// Compressed as it is sent: no second copy of the buffer. The fastest level: AWS does not
+		// document Firehose's, and locally CPU matters more than the archive's size (8.4 % of the JSON
+		// instead of 6.7 %, 1.6× faster than the default level).
+		pr, pw := io.Pipe()
+		go func() {
+			zw, _ := gzip.NewWriterLevel(pw, gzip.BestSpeed)
+			_, err := io.Copy(zw, src)
+			if err == nil {
+				err = zw.Close()
+			}
+			pw.CloseWithError(err)
+		}()
+		defer pr.CloseWithError(errors.New("delivery ended"))
+		body.r, contentLength, ext = pr, nil, ".gz"
 	}
 	ts := b.oldest.UTC()
 	p := f.prefix
@@ -454,9 +561,8 @@ func (f *Firehose) deliver(ctx context.Context, b *buffer) error {
 	}
 	key := p.eval(ts, ErrorOutputTypeProcessingFailed) +
 		fmt.Sprintf("%s-%d-%s-%s%s", f.cfg.DeliveryStreamName, f.cfg.DeliveryStreamVersion, ts.Format("2006-01-02-15-04-05"), uuid.NewString(), ext)
-	_, err := f.dst.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(f.cfg.Bucket), Key: aws.String(key),
-		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
+	_, err = f.dst.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(f.cfg.Bucket), Key: aws.String(key), Body: body, ContentLength: contentLength,
 	})
 	if err != nil {
 		f.stats.Errors++
@@ -468,11 +574,13 @@ func (f *Firehose) deliver(ctx context.Context, b *buffer) error {
 	} else {
 		f.stats.ObjectsWritten++
 		f.stats.RecordsDelivered += b.records
-		f.stats.BytesIn += int64(b.data.Len())
-		f.stats.BytesWritten += int64(len(body))
+		f.stats.BytesIn += int64(b.size())
+		f.stats.BytesWritten += body.n
 	}
-	b.reset()
-	return nil
+	if err := b.reset(); err != nil {
+		return err
+	}
+	return f.advance()
 }
 
 // Flush delivers both buffers now, whatever their size and age (used at shutdown).
@@ -505,7 +613,7 @@ func (f *Firehose) Stats() Stats {
 	defer f.mu.Unlock()
 	s := f.stats
 	s.BufferedRecords = f.main.records + f.errs.records
-	s.BufferedBytes = int64(f.main.data.Len() + f.errs.data.Len())
+	s.BufferedBytes = int64(f.main.size() + f.errs.size())
 	return s
 }
 

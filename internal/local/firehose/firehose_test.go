@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -241,22 +242,41 @@ func TestCorruptAggregateGoesToErrorPrefix(t *testing.T) {
 	}
 }
 
+// TestBufferSize: objects of at most the size hint, from a buffer in memory or in a file (SpoolDir),
+// each with exactly its records.
 func TestBufferSize(t *testing.T) {
-	e := setup(t, 1, Config{BufferSizeMiB: 1})
-	e.start(t)
-	rec := append(bytes.Repeat([]byte("x"), 99_999), '\n') // 100,000 bytes: 10 fit in 1 MiB, 11 do not
-	for i := 0; i < 5; i++ {
-		e.put(t, "k", rec, rec, rec, rec, rec)
-	}
-	if err := e.f.Poll(ctx); err != nil {
-		t.Fatal(err)
-	}
-	objs := e.b.content(t, "")
-	if len(objs) != 2 || len(objs[0]) != 1_000_000 || len(objs[1]) != 1_000_000 {
-		t.Errorf("got %d objects, want 2 of 10 records", len(objs))
-	}
-	if st := e.f.Stats(); st.BufferedRecords != 5 {
-		t.Errorf("buffered %d, want 5", st.BufferedRecords)
+	for _, spool := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "spool"}[spool], func(t *testing.T) {
+			cfg := Config{BufferSizeMiB: 1, CompressionFormat: CompressionGZIP}
+			if spool {
+				cfg.SpoolDir = t.TempDir()
+			}
+			e := setup(t, 1, cfg)
+			e.start(t)
+			var recs [][]byte
+			for i := 0; i < 25; i++ { // 100,000 bytes each: 10 fit in 1 MiB, 11 do not
+				recs = append(recs, append([]byte(fmt.Sprintf("%09d", i)), append(bytes.Repeat([]byte("x"), 99_990), '\n')...))
+			}
+			for i := 0; i < 5; i++ {
+				e.put(t, "k", recs[5*i:5*i+5]...)
+			}
+			if err := e.f.Poll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			objs := e.b.content(t, "")
+			if len(objs) != 2 || !slices.Contains(objs, join(recs[:10])) || !slices.Contains(objs, join(recs[10:20])) {
+				t.Errorf("got %d objects, want 2 of 10 records each, in order", len(objs))
+			}
+			if st := e.f.Stats(); st.BufferedRecords != 5 || st.BufferedBytes != 500_000 {
+				t.Errorf("buffered %d records, %d bytes; want 5, 500000", st.BufferedRecords, st.BufferedBytes)
+			}
+			if err := e.f.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if objs := e.b.content(t, ""); len(objs) != 3 || !slices.Contains(objs, join(recs[20:])) {
+				t.Errorf("after the flush: %d objects, the last 5 records not one of them", len(objs))
+			}
+		})
 	}
 }
 

@@ -66,6 +66,12 @@ func (r *Runtime) runAsync(f *function, ev *event) {
 		r.addBusy(-1)
 		return
 	}
+	if r.base.Err() != nil {
+		// The runtime was closed under it (a Ctrl-C, a timeout): the event goes with the process, as
+		// in a crash, not to the failure destination — it did not fail, it was stopped.
+		r.addBusy(-1)
+		return
+	}
 	ev.last = res
 	r.log.Warn("async invocation failed", "function", f.name, "request_id", ev.id, "attempt", ev.attempts, "error_type", res.errType)
 	if ev.attempts > *f.fn.MaximumRetryAttempts {

@@ -464,3 +464,37 @@ func TestGetenv(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseDuringLastAttemptIsNotAFailure: an asynchronous event whose last attempt is running when
+// the runtime is closed (a Ctrl-C) was stopped, not failed: it does not reach the failure destination.
+func TestCloseDuringLastAttemptIsNotAFailure(t *testing.T) {
+	r := New(Config{RetryDelays: []time.Duration{time.Millisecond}})
+	var calls atomic.Int64
+	running := make(chan struct{})
+	var failures atomic.Int64
+	register(t, r, "Slow", Function{
+		Timeout: time.Hour,
+		Handler: handlerFunc(func(ctx context.Context, _ []byte) ([]byte, error) {
+			if calls.Add(1) < 3 {
+				return nil, errors.New("fails")
+			}
+			close(running) // the third and last attempt
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}),
+		OnFailure: func(FailedEvent) { failures.Add(1) },
+	})
+	if _, err := invoke(t, r, "Slow", types.InvocationTypeEvent, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-running:
+	case <-time.After(bound):
+		t.Fatal("the last attempt did not start")
+	}
+	r.Close()
+	waitIdle(t, r)
+	if n := failures.Load(); n != 0 || len(r.Failed("Slow")) != 0 {
+		t.Errorf("%d on-failure records for an event stopped by Close", n)
+	}
+}

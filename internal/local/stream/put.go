@@ -108,7 +108,8 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 
 	out := &kinesis.PutRecordsOutput{Records: make([]types.PutRecordsResultEntry, len(entries)), EncryptionType: types.EncryptionTypeNone}
 	failed := int32(0)
-	var seen []PutEntryOutcome // for the observer
+	written := map[*shard][]int{} // entries per shard, written to its log after the loop
+	var seen []PutEntryOutcome    // for the observer
 	if s.observer != nil {
 		seen = make([]PutEntryOutcome, len(entries))
 	}
@@ -125,10 +126,10 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 			continue
 		}
 		size := len(e.data) + len(e.key)
+		if sh.winSec != sec {
+			sh.rollWindow(sec)
+		}
 		if !s.limitsOff {
-			if sh.winSec != sec {
-				sh.winSec, sh.winRecs, sh.winBytes = sec, 0, 0
-			}
 			if sh.winRecs+1 > kinesislimit.ShardWriteRecordsPerSecond || (sh.winBytes+size > kinesislimit.ShardWriteBytesPerSecond && sh.winBytes > 0) {
 				res.ErrorCode = aws.String(ErrCodeThroughput)
 				res.ErrorMessage = aws.String(fmt.Sprintf("Rate exceeded for shard %s in stream %s under account %s.", sh.id, s.name, AccountID))
@@ -137,21 +138,36 @@ func (s *Stream) putRecords(ctx context.Context, op string, name, arn *string, r
 				failed++
 				continue
 			}
-			sh.winRecs++
-			sh.winBytes += size
 		}
+		sh.winRecs++
+		sh.winBytes += size
 		seq := s.nextSeq(sh)
 		if seen != nil {
 			seen[i].Counter = s.counter
 		}
-		seqInt, _ := new(big.Int).SetString(seq, 10)
-		sh.recs = append(sh.recs, record{seq: seq, seqInt: seqInt, key: e.key, data: e.data, arrival: arrival})
+		sh.log.add(s.counter, arrival.UnixMilli(), e.key, e.data)
+		written[sh] = append(written[sh], i)
 		s.bytes += int64(size)
 		s.stats.RecordsStored++
 		s.stats.BytesStored += int64(size)
 		sh.storedRecs++
 		sh.storedBytes += int64(size)
 		res.SequenceNumber, res.ShardId = aws.String(seq), aws.String(sh.id)
+	}
+	// The records are answered as stored only once they are in the shards' files.
+	for sh, idx := range written {
+		if err := sh.log.commit(); err != nil {
+			s.stats.StorageErrors++
+			for _, i := range idx {
+				size := int64(len(entries[i].data) + len(entries[i].key))
+				s.bytes -= size
+				s.stats.RecordsStored--
+				s.stats.BytesStored -= size
+				out.Records[i] = types.PutRecordsResultEntry{ErrorCode: aws.String(ErrCodeInternalFailure),
+					ErrorMessage: aws.String("Internal service failure (local stream: " + err.Error() + ").")}
+				failed++
+			}
+		}
 	}
 	out.FailedRecordCount = aws.Int32(failed)
 	s.trim(now)

@@ -3,8 +3,8 @@ package stream
 import (
 	"context"
 	"fmt"
-	"math/big"
-	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -33,9 +33,10 @@ func (s *Stream) GetShardIterator(ctx context.Context, in *kinesis.GetShardItera
 		return nil, &types.ResourceNotFoundException{Message: aws.String(fmt.Sprintf("Shard %s in stream %s under account %s does not exist", id, s.name, AccountID))}
 	}
 	var pos int
+	l := sh.log
 	switch in.ShardIteratorType {
 	case types.ShardIteratorTypeTrimHorizon:
-		pos = sh.trimmed
+		pos = l.start
 	case types.ShardIteratorTypeLatest:
 		pos = sh.endPos()
 	case types.ShardIteratorTypeAtSequenceNumber, types.ShardIteratorTypeAfterSequenceNumber:
@@ -44,39 +45,48 @@ func (s *Stream) GetShardIterator(ctx context.Context, in *kinesis.GetShardItera
 			return nil, err
 		}
 		after := in.ShardIteratorType == types.ShardIteratorTypeAfterSequenceNumber
-		i := sort.Search(len(sh.recs), func(i int) bool {
-			c := sh.recs[i].seqInt.Cmp(seq)
-			return c > 0 || (c == 0 && !after)
-		})
-		pos = sh.trimmed + i
+		// The first record whose counter is above seq (after) or at least seq (at).
+		pos, err = l.find(func(e indexEntry) bool { return e.counter < seq },
+			func(r logRecord) bool { return r.counter < seq || (after && r.counter == seq) })
+		if err != nil {
+			s.stats.StorageErrors++
+			return nil, &types.InternalFailureException{Message: aws.String("Internal service failure (local stream: " + err.Error() + ").")}
+		}
 	case types.ShardIteratorTypeAtTimestamp:
 		if in.Timestamp == nil {
 			return nil, invalidArg("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP.")
 		}
-		ts := in.Timestamp.Truncate(time.Millisecond)
-		i := sort.Search(len(sh.recs), func(i int) bool { return !sh.recs[i].arrival.Before(ts) })
-		pos = sh.trimmed + i
+		ts := in.Timestamp.Truncate(time.Millisecond).UnixMilli()
+		var err error
+		pos, err = l.find(func(e indexEntry) bool { return e.arrival < ts }, func(r logRecord) bool { return r.arrival < ts })
+		if err != nil {
+			s.stats.StorageErrors++
+			return nil, &types.InternalFailureException{Message: aws.String("Internal service failure (local stream: " + err.Error() + ").")}
+		}
 	default:
 		return nil, validation(fmt.Sprintf("1 validation error detected: Value '%s' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]", in.ShardIteratorType))
 	}
 	return &kinesis.GetShardIteratorOutput{ShardIterator: s.makeIterator(sh, pos, now)}, nil
 }
 
-// checkSeq parses a starting sequence number and checks that it belongs to the shard.
-func (s *Stream) checkSeq(sh *shard, seq string) (*big.Int, error) {
+// checkSeq parses a starting sequence number, checks that it belongs to the shard and returns its
+// counter.
+func (s *Stream) checkSeq(sh *shard, seq string) (uint64, error) {
 	if seq == "" {
-		return nil, invalidArg("StartingSequenceNumber must be specified for AT_SEQUENCE_NUMBER and AFTER_SEQUENCE_NUMBER iterators.")
+		return 0, invalidArg("StartingSequenceNumber must be specified for AT_SEQUENCE_NUMBER and AFTER_SEQUENCE_NUMBER iterators.")
 	}
-	n, ok := new(big.Int).SetString(seq, 10)
 	bad := invalidArg(fmt.Sprintf("StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s under account %s is invalid because it did not come from this stream.", seq, sh.id, s.name, AccountID))
-	if !ok || n.Sign() < 0 || len(seq) != 56 {
-		return nil, bad
+	if len(seq) != 56 || strings.Trim(seq, "0123456789") != "" {
+		return 0, bad
 	}
-	var idx int
-	if _, err := fmt.Sscanf(seq[24:], "%d", &idx); err != nil || idx != sh.index {
-		return nil, bad
+	counter, err := strconv.ParseUint(seq[4:24], 10, 64)
+	if err != nil {
+		return 0, bad
 	}
-	return n, nil
+	if idx, err := strconv.ParseUint(seq[24:], 10, 64); err != nil || idx != uint64(sh.index) {
+		return 0, bad
+	}
+	return counter, nil
 }
 
 // GetRecords reads from the iterator's position. It enforces Limit ≤ 10,000, at most 10 MiB per call,
@@ -126,32 +136,46 @@ func (s *Stream) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, _ 
 			return nil, err
 		}
 	}
-	pos := max(tok.Pos, sh.trimmed)
-	i := pos - sh.trimmed
+	l := sh.log
+	pos := max(tok.Pos, l.start)
 	out := &kinesis.GetRecordsOutput{Records: []types.Record{}}
 	bytes := 0
-	for ; i < len(sh.recs) && len(out.Records) < limit; i++ {
-		r := &sh.recs[i]
-		if bytes+r.size() > kinesislimit.MaxGetRecordsBytes && len(out.Records) > 0 {
+	var r *logReader
+	if pos < l.end {
+		if r, err = l.seek(pos); err != nil {
+			s.stats.StorageErrors++
+			return nil, &types.InternalFailureException{Message: aws.String("Internal service failure (local stream: " + err.Error() + ").")}
+		}
+	}
+	var behind *logRecord // the first record not returned
+	for r != nil && r.pos < l.end {
+		rec, err := r.next(len(out.Records) < limit)
+		if err != nil {
+			s.stats.StorageErrors++
+			return nil, &types.InternalFailureException{Message: aws.String("Internal service failure (local stream: " + err.Error() + ").")}
+		}
+		if len(out.Records) == limit || (bytes+rec.size > kinesislimit.MaxGetRecordsBytes && len(out.Records) > 0) {
+			behind = &rec
 			break
 		}
-		bytes += r.size()
-		arrival := r.arrival
+		bytes += rec.size
+		arrival := time.UnixMilli(rec.arrival).UTC()
 		out.Records = append(out.Records, types.Record{
-			Data: r.data, PartitionKey: aws.String(r.key), SequenceNumber: aws.String(r.seq),
+			Data: rec.data, PartitionKey: aws.String(rec.key), SequenceNumber: aws.String(s.seqString(rec.counter, sh.index)),
 			ApproximateArrivalTimestamp: &arrival, EncryptionType: types.EncryptionTypeNone,
 		})
+		pos++
 	}
 	if !s.limitsOff {
 		sh.readTokens -= float64(bytes)
 	}
-	next := sh.trimmed + i
-	if i < len(sh.recs) {
-		out.MillisBehindLatest = aws.Int64(max(0, now.Sub(sh.recs[i].arrival).Milliseconds()))
+	next := pos
+	if behind != nil {
+		out.MillisBehindLatest = aws.Int64(max(0, now.UnixMilli()-behind.arrival))
 	} else {
 		out.MillisBehindLatest = aws.Int64(0)
 	}
-	if sh.closed() && i >= len(sh.recs) {
+	if sh.closed() && next >= l.end {
 		for _, c := range sh.children {
 			ch := s.shards[c]
 			parents := []string{ch.parent}

@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/taxistream/taxistream/internal/kinesislimit"
 )
 
 func hashRange(sh *shard) *types.HashKeyRange {
@@ -36,7 +38,7 @@ func (s *Stream) toShard(sh *shard) types.Shard {
 
 // visible reports whether a shard is still listed: open, or closed with records within retention.
 func (s *Stream) visible(sh *shard, now time.Time) bool {
-	return !sh.closed() || len(sh.recs) > 0 || now.Sub(s.created) < s.retention
+	return !sh.closed() || sh.log.len() > 0 || now.Sub(s.created) < s.retention
 }
 
 // ListShards lists the shards (open and closed within retention) in shard id order. It supports
@@ -190,6 +192,9 @@ func (s *Stream) SplitShard(ctx context.Context, in *kinesis.SplitShardInput, _ 
 	a := s.addShard(sh.start, new(big.Int).Sub(k, big.NewInt(1)), sh.id, "")
 	b := s.addShard(k, sh.end, sh.id, "")
 	sh.children = []int{a.index, b.index}
+	if err := s.saveLayout(); err != nil {
+		return nil, &types.InternalFailureException{Message: aws.String("Internal service failure (local stream: " + err.Error() + ").")}
+	}
 	return &kinesis.SplitShardOutput{}, nil
 }
 
@@ -223,6 +228,9 @@ func (s *Stream) MergeShards(ctx context.Context, in *kinesis.MergeShardsInput, 
 	c := s.addShard(lo.start, hi.end, a.id, b.id)
 	a.children = []int{c.index}
 	b.children = []int{c.index}
+	if err := s.saveLayout(); err != nil {
+		return nil, &types.InternalFailureException{Message: aws.String("Internal service failure (local stream: " + err.Error() + ").")}
+	}
 	return &kinesis.MergeShardsOutput{}, nil
 }
 
@@ -246,7 +254,8 @@ type Stats struct {
 	InternalFailures int64 // entries rejected with InternalFailure (injected)
 	RequestErrors    int64 // whole requests failed by injection (incl. store-then-fail)
 	ReadThrottled    int64 // GetRecords calls rejected by the read limits
-	RecordsHeld      int64 // records in memory now
+	StorageErrors    int64 // failed reads or writes of the records' files (answered as InternalFailure)
+	RecordsHeld      int64 // records retained now (on disk with Config.Dir, else in memory)
 	BytesHeld        int64
 	// Shards are the per-shard write counters, in shard order (closed shards included): how evenly
 	// the producers spread the load.
@@ -269,8 +278,49 @@ func (s *Stream) Stats() Stats {
 	st.BytesHeld = s.bytes
 	st.Shards = make([]ShardStats, 0, len(s.shards))
 	for _, sh := range s.shards {
-		st.RecordsHeld += int64(len(sh.recs))
+		st.RecordsHeld += int64(sh.log.len())
 		st.Shards = append(st.Shards, ShardStats{ShardID: sh.id, RecordsStored: sh.storedRecs, BytesStored: sh.storedBytes, Throttled: sh.throttled})
 	}
 	return st
+}
+
+// rollWindow starts the write window of second sec, keeping the one before for WriteUse.
+func (sh *shard) rollWindow(sec int64) {
+	sh.prevRecs, sh.prevBytes = 0, 0
+	if sh.winSec == sec-1 {
+		sh.prevRecs, sh.prevBytes = sh.winRecs, sh.winBytes
+	}
+	sh.winSec, sh.winRecs, sh.winBytes = sec, 0, 0
+}
+
+// ShardUse is how much of one open shard's write limit the last full second used.
+type ShardUse struct {
+	ShardID string
+	Records int     // records written in that second
+	Bytes   int     // data + partition key bytes
+	Use     float64 // the larger of Records/1,000 and Bytes/1 MiB (1 = the shard's limit)
+}
+
+// WriteUse reports, per open shard, the writes of the last full second (the progress display of
+// `taxistream local`).
+func (s *Stream) WriteUse() []ShardUse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := s.now().Unix() - 1
+	var out []ShardUse
+	for _, sh := range s.shards {
+		if sh.closed() {
+			continue
+		}
+		u := ShardUse{ShardID: sh.id}
+		switch sh.winSec {
+		case last:
+			u.Records, u.Bytes = sh.winRecs, sh.winBytes
+		case last + 1:
+			u.Records, u.Bytes = sh.prevRecs, sh.prevBytes
+		}
+		u.Use = max(float64(u.Records)/kinesislimit.ShardWriteRecordsPerSecond, float64(u.Bytes)/kinesislimit.ShardWriteBytesPerSecond)
+		out = append(out, u)
+	}
+	return out
 }

@@ -16,10 +16,17 @@
 //     bucket of 2 MiB that may go into debt: a call that returns 10 MiB makes the following calls on that
 //     shard throttle for about 4 s (AWS says "for the next 5 seconds"). Both are shared by every consumer of
 //     the shard, as with shared-throughput consumers on AWS.
-//   - Records live in memory. Records older than the retention period are trimmed on every call; set
-//     Config.MaxBytes to bound memory further (oldest records trimmed first, a deviation from AWS).
+//   - Records live in per-shard append-only segment files under Config.Dir (log.go), or in memory
+//     without one; only a sparse index is held in memory either way. A stream opened on a Dir that
+//     holds one continues it: same shards, records, sequence numbers (durable.go). A PutRecords
+//     answered is written to its files first, so a process killed after the answer loses nothing
+//     (the files are not synced: a machine that loses power may). Records older than the retention
+//     period are trimmed on every call; set Config.MaxBytes to bound what is kept further (oldest
+//     records trimmed first, a deviation from AWS).
 //   - Sequence numbers are 56 decimal digits: "4959", a 20-digit counter shared by the whole stream, and the
 //     shard's index in 32 digits, so they increase with time in every shard and compare as big integers.
+//     A new stream starts its counter at the clock's Unix nanoseconds, so even a stream created afresh
+//     in a folder numbers its records above those of any earlier stream there.
 //   - Shard iterators are opaque strings that expire 5 minutes after they were issued.
 package stream
 
@@ -61,9 +68,12 @@ type Config struct {
 	// LimitsOff disables the per-shard write and read throughput limits (request and record size
 	// validation stays on), for unit tests of other packages.
 	LimitsOff bool
-	// MaxBytes bounds the data kept in memory (0 = only retention trims). Beyond it the oldest records
-	// are trimmed, which AWS never does: set it large enough that consumers keep up.
+	// MaxBytes bounds the data kept (0 = only retention trims). Beyond it the oldest records are
+	// trimmed, which AWS never does: set it large enough that consumers keep up.
 	MaxBytes int64
+	// Dir, if set, is the folder the stream keeps its records and layout in (durable.go): a stream
+	// opened on a folder that holds one continues it. Empty: in memory.
+	Dir string
 
 	Faults Faults
 
@@ -106,23 +116,16 @@ type Stream struct {
 	now               func() time.Time
 	sleep             func(context.Context, time.Duration) error
 
+	dir     string
 	mu      sync.Mutex
 	rng     *rand.Rand
 	shards  []*shard // every shard ever created, in creation order; index = shard number
 	counter uint64   // sequence number counter
 	bytes   int64    // data + key bytes held
 	stats   Stats
+	// reopened is true when New continued a stream found in Dir.
+	reopened bool
 }
-
-type record struct {
-	seq     string
-	seqInt  *big.Int
-	key     string
-	data    []byte
-	arrival time.Time
-}
-
-func (r *record) size() int { return len(r.data) + len(r.key) }
 
 type shard struct {
 	id         string
@@ -134,12 +137,13 @@ type shard struct {
 	endSeq     string // set when closed
 	children   []int
 
-	recs    []record
-	trimmed int // absolute index of recs[0]
+	log *shardLog // the records (log.go)
 
 	winSec   int64
 	winRecs  int
 	winBytes int
+	// prevRecs and prevBytes are what the second before winSec held (WriteUse).
+	prevRecs, prevBytes int
 
 	// Counters since creation (Stats.Shards).
 	storedRecs, storedBytes, throttled int64
@@ -151,14 +155,16 @@ type shard struct {
 }
 
 func (sh *shard) closed() bool { return sh.endSeq != "" }
-func (sh *shard) endPos() int  { return sh.trimmed + len(sh.recs) }
+func (sh *shard) endPos() int  { return sh.log.end }
 
 var (
 	maxHashKey = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 128), big.NewInt(1))
 	hashSpace  = new(big.Int).Lsh(big.NewInt(1), 128)
 )
 
-// New creates an ACTIVE stream whose shards split the 128-bit hash key space evenly, as CreateStream does.
+// New creates an ACTIVE stream whose shards split the 128-bit hash key space evenly, as CreateStream
+// does; with Config.Dir holding a stream, it opens that one instead (its open shards must be
+// Config.ShardCount: ErrLayoutChanged otherwise). Close releases its files.
 func New(cfg Config) (*Stream, error) {
 	if cfg.Name == "" {
 		return nil, fmt.Errorf("creating stream: name is required")
@@ -200,8 +206,19 @@ func New(cfg Config) (*Stream, error) {
 		now:            cfg.Now,
 		sleep:          cfg.Sleep,
 		rng:            rand.New(rand.NewSource(cfg.Faults.Seed)),
+		dir:            cfg.Dir,
+	}
+	if cfg.Dir != "" {
+		found, err := s.reopen(cfg.ShardCount)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			return s, nil
+		}
 	}
 	s.created = s.now().UTC().Truncate(time.Millisecond)
+	s.counter = max(s.counter, uint64(s.now().UnixNano()))
 	step := new(big.Int).Div(hashSpace, big.NewInt(int64(cfg.ShardCount)))
 	for i := 0; i < cfg.ShardCount; i++ {
 		start := new(big.Int).Mul(step, big.NewInt(int64(i)))
@@ -210,6 +227,9 @@ func New(cfg Config) (*Stream, error) {
 			end = new(big.Int).Set(maxHashKey)
 		}
 		s.addShard(start, end, "", "")
+	}
+	if err := s.saveLayout(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -244,6 +264,7 @@ func (s *Stream) addShard(start, end *big.Int, parent, adj string) *shard {
 		id: ShardID(idx), index: idx, start: start, end: end, parent: parent, adjParent: adj,
 		startSeq:   s.seqString(s.counter, idx),
 		readTokens: kinesislimit.ShardReadBytesPerSecond,
+		log:        newShardLog(s.shardDir(ShardID(idx))),
 	}
 	s.shards = append(s.shards, sh)
 	return sh
@@ -316,40 +337,49 @@ func (s *Stream) route(h *big.Int) *shard {
 	return nil // unreachable: open shards cover the space
 }
 
-// trim drops records beyond retention (and beyond MaxBytes). Must be called with mu held.
+// trim drops records beyond retention (and beyond MaxBytes). Must be called with mu held. A failure
+// to read a segment back is logged in the stats and leaves the records as they are.
 func (s *Stream) trim(now time.Time) {
-	horizon := now.Add(-s.retention)
+	horizon := now.Add(-s.retention).UnixMilli()
 	for _, sh := range s.shards {
-		n := 0
-		for n < len(sh.recs) && sh.recs[n].arrival.Before(horizon) {
-			s.bytes -= int64(sh.recs[n].size())
-			n++
+		l := sh.log
+		if l.start == l.end || l.startArrival >= horizon {
+			continue
 		}
-		if n > 0 {
-			sh.drop(n)
+		before := l.bytes
+		if _, err := l.trimWhile(func(r logRecord) bool { return r.arrival < horizon }); err != nil {
+			s.stats.StorageErrors++
 		}
+		s.bytes -= before - l.bytes
 	}
 	for s.maxBytes > 0 && s.bytes > s.maxBytes {
 		var oldest *shard
 		for _, sh := range s.shards {
-			if len(sh.recs) > 0 && (oldest == nil || sh.recs[0].arrival.Before(oldest.recs[0].arrival)) {
+			if sh.log.len() > 0 && (oldest == nil || sh.log.startArrival < oldest.log.startArrival) {
 				oldest = sh
 			}
 		}
 		if oldest == nil {
 			break
 		}
-		s.bytes -= int64(oldest.recs[0].size())
-		oldest.drop(1)
-	}
-}
-
-func (sh *shard) drop(n int) {
-	clear(sh.recs[:n])
-	sh.recs = sh.recs[n:]
-	sh.trimmed += n
-	if cap(sh.recs) > 1024 && len(sh.recs) < cap(sh.recs)/4 {
-		sh.recs = append([]record(nil), sh.recs...)
+		l := oldest.log
+		before := l.bytes
+		// Trim in steps of at least 1/8 of the excess, so that a full stream does not read one record
+		// per call.
+		excess := s.bytes - s.maxBytes + s.maxBytes/8
+		var dropped int64
+		n, err := l.trimWhile(func(r logRecord) bool {
+			if dropped >= excess {
+				return false
+			}
+			dropped += int64(r.size)
+			return true
+		})
+		s.bytes -= before - l.bytes
+		if err != nil || n == 0 {
+			s.stats.StorageErrors++
+			break
+		}
 	}
 }
 
