@@ -29,6 +29,7 @@ type shardState struct {
 	firstRead  time.Time
 	behind     bool
 	gotRecords bool // the last GetRecords returned records (the shard may have more)
+	readAheads int  // reads of this round beyond its first (Config.ReadAhead)
 
 	attempts    int   // invokes of the batch at the head of pending
 	splits      []int // sizes of the next batches after bisecting
@@ -102,11 +103,11 @@ func (st *shardState) process(ctx context.Context, force bool) (progress bool, e
 		}
 		progress = progress || len(st.pending) > n
 	}
-	reads := 0
+	st.readAheads = 0
 	for ctx.Err() == nil {
-		if e.cfg.ReadAhead && reads < maxReadAheads && len(st.pending) < e.cfg.BatchSize && st.gotRecords && !st.readEnd && len(st.splits) == 0 && st.failure == nil {
+		if st.canReadAhead(len(st.pending)) {
 			n := len(st.pending)
-			reads++
+			st.readAheads++
 			if err := st.fetch(ctx); err != nil {
 				return progress, err
 			}
@@ -270,34 +271,50 @@ func (st *shardState) marshalRecord(r *types.Record) []byte {
 	return b
 }
 
-// warm starts writing the JSON of the records that follow batch (up to one batch of them) on another
-// goroutine, while the batch is invoked (Config.ReadAhead: the local cloud with limits off, where
-// building the next event would otherwise wait for the invoke); the returned func, called after the
-// invoke, waits and keeps them for event. Without ReadAhead it does nothing.
-func (st *shardState) warm(batch []types.Record) func() {
+// canReadAhead reports whether the shard should read again now (Config.ReadAhead), with have records
+// in hand for the next batch.
+func (st *shardState) canReadAhead(have int) bool {
+	return st.e.cfg.ReadAhead && st.readAheads < maxReadAheads && have < st.e.cfg.BatchSize && st.gotRecords &&
+		!st.readEnd && len(st.splits) == 0 && st.failure == nil
+}
+
+// warm prepares the next batch on another goroutine while batch is invoked (Config.ReadAhead: the local
+// cloud with limits off, where it would otherwise wait for the invoke): it reads the shard if the
+// records after batch do not fill a batch, and writes the JSON of up to one batch of them. The
+// returned func, called after the invoke, waits for it and keeps the JSON for event; it returns the
+// read's error. While the invoke runs the shard's goroutine is blocked in it, so the goroutine alone
+// uses the shard's state; the read only appends to pending. Without ReadAhead it does nothing.
+func (st *shardState) warm(ctx context.Context, batch []types.Record) func() error {
 	e := st.e
 	if !e.cfg.ReadAhead || len(batch) > len(st.pending) {
-		return func() {}
+		return func() error { return nil }
 	}
-	next := st.pending[len(batch):min(len(st.pending), len(batch)+e.cfg.BatchSize)]
-	var todo []types.Record
-	for _, r := range next {
-		if _, ok := st.frags[aws.ToString(r.SequenceNumber)]; !ok {
-			todo = append(todo, r)
-		}
+	read := st.canReadAhead(len(st.pending) - len(batch))
+	if read {
+		st.readAheads++
 	}
-	if len(todo) == 0 {
-		return func() {}
-	}
-	out := make([][]byte, len(todo))
+	var (
+		todo    []types.Record
+		out     [][]byte
+		readErr error
+	)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if read {
+			readErr = st.fetch(ctx)
+		}
+		for _, r := range st.pending[len(batch):min(len(st.pending), len(batch)+e.cfg.BatchSize)] {
+			if _, ok := st.frags[aws.ToString(r.SequenceNumber)]; !ok {
+				todo = append(todo, r)
+			}
+		}
+		out = make([][]byte, len(todo))
 		for i := range todo {
 			out[i] = st.marshalRecord(&todo[i])
 		}
 	}()
-	return func() {
+	return func() error {
 		<-done
 		if st.frags == nil {
 			st.frags = map[string][]byte{}
@@ -305,6 +322,7 @@ func (st *shardState) warm(batch []types.Record) func() {
 		for i, r := range todo {
 			st.frags[aws.ToString(r.SequenceNumber)] = out[i]
 		}
+		return readErr
 	}
 }
 
@@ -341,9 +359,11 @@ func (st *shardState) invoke(ctx context.Context, batch []types.Record, payload 
 			s.Retries++
 		}
 	})
-	keep := st.warm(batch)
+	keep := st.warm(ctx, batch)
 	resp, err := e.cfg.Invoke(ctx, payload)
-	keep()
+	if rerr := keep(); rerr != nil && ctx.Err() == nil {
+		e.cfg.Logger.WarnContext(ctx, "event source mapping read ahead", "function", e.cfg.FunctionName, "shard_id", st.id, "err", rerr)
+	}
 	if ctx.Err() != nil {
 		st.attempts--
 		return false, ctx.Err()

@@ -114,7 +114,7 @@ func TestEventIsJSONMarshalOfTheEvent(t *testing.T) {
 	}
 	for _, win := range []*window{nil, {start: time.Unix(1699999800, 0).UTC(), end: time.Unix(1700000100, 0).UTC(), state: map[string]string{"k": "v"}}} {
 		st := &shardState{e: e, id: "shardId-000000000000", win: win, pending: recs}
-		st.warm(recs[:1])() // records 1 and 2 come from the cache
+		st.warm(ctx, recs[:1])() // records 1 and 2 come from the cache
 		if len(st.frags) != 2 {
 			t.Fatalf("warm kept %d records, want 2", len(st.frags))
 		}
