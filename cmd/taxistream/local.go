@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -140,6 +141,7 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	compactIdle := fs.Bool("compact", true, "once the pipeline is idle, run CompactFunction over processed/trips/ (as its schedule does on AWS)")
 	serve := fs.Bool("serve", false, "keep running and serve the bucket (S3) and the stream (Kinesis) on --addr to the AWS CLI, boto3 and the SDKs (AWS_ENDPOINT_URL); Ctrl-C stops")
 	addr := fs.String("addr", wire.DefaultAddr, "address of --serve (loopback only by default)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (pipeline, compaction, summary) to this file, for `go tool pprof`")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: taxistream local [--demo] [--watch] [--serve [--addr HOST:PORT]] [--reset] [flags] [FILE...]\n\n"+
 			"Runs IngestFunction, Firehose, ProcessFunction, ReplayFunction and CompactFunction on the embedded local\n"+
@@ -169,6 +171,13 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	opts, err := lf.options()
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	opts.Fresh = *reset
 	cloud, err := local.Start(ctx, opts)
@@ -321,6 +330,22 @@ func cmdLocal(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return errors.New("not every row is accounted for (see the reconciliation above)")
 	}
 	return nil
+}
+
+// startCPUProfile writes a CPU profile to path until the returned func is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("creating the CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting the CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // How a run ended.

@@ -216,6 +216,7 @@ type run struct {
 	lease    time.Time
 	pending  map[string]bool // partitions with a plan manifest
 	progress bool            // this run finished or recovered something
+	sort     *sorter         // reused by the plans (run.sorter)
 }
 
 // NewRunID returns a run id: the UTC time and 8 random hex digits (sortable, unique).

@@ -41,7 +41,15 @@ func num(t testing.TB, v any) int64 {
 
 // TestCompactMergesPartitions merges three partitions of small files with duplicates, and checks with
 // DuckDB that every distinct row is still there once, sorted, in one file per partition.
+// TestCompactMergesPartitions: through runs on disk merged in two passes (small RunBytes and fan-in),
+// and through the in-memory path (every plan's rows fit the buffer: the sorted buffer is the only run),
+// the same rows come out, each once, sorted, as DuckDB reads them.
 func TestCompactMergesPartitions(t *testing.T) {
+	t.Run("runs on disk", func(t *testing.T) { testCompactMerges(t, Options{RunBytes: 64 << 10, RunFanIn: 3}, true) })
+	t.Run("in memory", func(t *testing.T) { testCompactMerges(t, Options{}, false) })
+}
+
+func testCompactMerges(t *testing.T, opts Options, onDisk bool) {
 	b := newTestBucket(t)
 	dates := []string{"2019-01-01", "2019-01-02", "2019-01-03"}
 	distinct := 0
@@ -56,8 +64,7 @@ func TestCompactMergesPartitions(t *testing.T) {
 	put(t, b, TripsPrefix+"README.txt", []byte("not a partition"))
 	before := snapshot(t, b)
 
-	// Small runs and fan-in: several runs and two merge passes even on this small input.
-	c := newCompactor(t, b, Options{RunBytes: 64 << 10, RunFanIn: 3})
+	c := newCompactor(t, b, opts)
 	res, err := c.Run(context.Background(), Request{})
 	if err != nil {
 		t.Fatal(err)
@@ -72,8 +79,11 @@ func TestCompactMergesPartitions(t *testing.T) {
 		t.Errorf("files before %d after %d, targets %d, sources %d", res.FilesBefore, res.FilesAfter, res.TargetsWritten, res.SourcesMerged)
 	}
 	for _, op := range res.Details {
-		if op.Runs < 2 {
+		if onDisk && op.Runs < 2 {
 			t.Errorf("%s: %d runs; the test wants several", op.Partition, op.Runs)
+		}
+		if !onDisk && op.Runs != 1 {
+			t.Errorf("%s: %d runs; the test wants the buffer as the only run", op.Partition, op.Runs)
 		}
 	}
 	after := keys(t, b, TripsPrefix)

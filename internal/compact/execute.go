@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/taxistream/taxistream/internal/s3object"
 )
@@ -111,19 +112,27 @@ func (r *run) merge(ctx context.Context, p *Plan) ([]Object, PartitionOp, error)
 		tempDir: dir, runBytes: r.c.opts.RunBytes, runFanIn: r.c.opts.RunFanIn,
 		rowGroupRows: r.c.opts.RowGroupRows, targetBytes: r.c.opts.TargetFileBytes,
 	}
-	s := newSorter(cfg)
+	s := r.sorter(cfg)
 	err = r.fetch(ctx, p.Sources, func(o Object, body []byte) error {
 		op.BytesIn += int64(len(body))
 		return s.add(o.Key, bytes.NewReader(body), int64(len(body)))
 	})
-	if err == nil {
-		err = s.flush()
-	}
 	if err != nil {
 		return nil, op, err
 	}
+	// Rows that all fit in the buffer are merged from it; otherwise the rest is written as a run too.
+	mem := s.memoryRun()
+	runSize := s.runSize
+	if mem != nil {
+		runSize = op.BytesIn // what the output will be about
+	} else if err := s.flush(); err != nil {
+		return nil, op, err
+	}
 	op.RowsIn, op.Runs = s.rowsIn, len(s.runs)
-	st := mergeStats{runs: len(s.runs), passes: 1}
+	if mem != nil {
+		op.Runs = 1
+	}
+	st := mergeStats{runs: op.Runs, passes: 1}
 	runs, err := reduceRuns(ctx, cfg, s.runs, &st)
 	if err != nil {
 		return nil, op, err
@@ -131,9 +140,11 @@ func (r *run) merge(ctx context.Context, p *Plan) ([]Object, PartitionOp, error)
 	var targets []Object
 	sink := &fileSink{
 		cfg: cfg, pick: columnIndex(pickupColumn), bpr: float64(op.BytesIn) / float64(max(1, s.rowsIn)),
-		bigFiles: min(s.runSize, cfg.targetBytes) >= pagesOnDiskBytes,
+		bigFiles: min(runSize, cfg.targetBytes) >= pagesOnDiskBytes,
 		emit: func(o output) error {
-			defer os.Remove(o.path)
+			if o.path != "" {
+				defer os.Remove(o.path)
+			}
 			t, err := r.upload(ctx, p.targetKey(len(targets)+1), o)
 			if err != nil {
 				return err
@@ -158,7 +169,11 @@ func (r *run) merge(ctx context.Context, p *Plan) ([]Object, PartitionOp, error)
 		}
 		excl, readers = append(excl, c), append(readers, rr)
 	}
-	written, dropped, err := mergeInto(ctx, runs, excl, sink)
+	var memRun parquet.RowGroup
+	if mem != nil {
+		memRun = mem
+	}
+	written, dropped, err := mergeInto(ctx, runs, memRun, excl, sink)
 	op.Exclusions = len(readers)
 	for _, rr := range readers {
 		op.BytesExcluded += rr.bytes
@@ -176,15 +191,29 @@ func (r *run) merge(ctx context.Context, p *Plan) ([]Object, PartitionOp, error)
 	return targets, op, nil
 }
 
+// sorter returns the run's sorter, emptied and configured for a plan: one per run, so that its buffer
+// is allocated and grown once, not for every plan.
+func (r *run) sorter(cfg mergeConfig) *sorter {
+	if r.sort == nil {
+		r.sort = newSorter(cfg)
+	}
+	r.sort.reset(cfg)
+	return r.sort
+}
+
 // upload puts one output file.
 func (r *run) upload(ctx context.Context, key string, o output) (Object, error) {
-	f, err := os.Open(o.path)
-	if err != nil {
-		return Object{}, err
+	var body io.Reader = bytes.NewReader(o.body)
+	if o.path != "" {
+		f, err := os.Open(o.path)
+		if err != nil {
+			return Object{}, err
+		}
+		defer f.Close()
+		body = f
 	}
-	defer f.Close()
 	out, err := r.c.store.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(r.c.opts.Bucket), Key: aws.String(key), Body: f,
+		Bucket: aws.String(r.c.opts.Bucket), Key: aws.String(key), Body: body,
 		ContentLength: aws.Int64(o.size), ContentType: aws.String("application/vnd.apache.parquet"),
 	})
 	if err != nil {

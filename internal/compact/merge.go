@@ -3,12 +3,14 @@ package compact
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"time"
 
@@ -33,6 +35,12 @@ import (
 // Memory is therefore bounded by runBytes plus, while merging, runFanIn readers of one small page per
 // column, whatever the size of the partition; disk holds the runs (about the partition's size) and
 // one output file at a time.
+//
+// A plan whose rows all fit in one buffer (most partitions of a day's or an hour's trips) never
+// touches the disk with runs: the sorted buffer is itself the only run, merged straight into the
+// output. The buffer is sorted through a permutation of its sort keys (kept beside it as they are
+// read), applied with at most one swap per row: a comparison sort that swaps the buffer's rows
+// directly moves every column O(n log n) times.
 
 // Sort and dedupe columns of processed/trips.
 const (
@@ -82,6 +90,13 @@ type sorter struct {
 	rowsIn  int64
 	runSize int64 // bytes of the run files
 	conv    map[string]parquet.Conversion
+
+	// The sort keys of the buffer's rows, in buffer order: pickup time, and the record id as
+	// ids[ends[i-1]:ends[i]].
+	picks     []int64
+	ids       []byte
+	ends      []int
+	pick, rid int
 }
 
 func newSorter(cfg mergeConfig) *sorter {
@@ -90,7 +105,16 @@ func newSorter(cfg mergeConfig) *sorter {
 		buf: parquet.NewBuffer(tripSchema, parquet.SortingRowGroupConfig(parquet.SortingColumns(
 			parquet.Ascending(pickupColumn), parquet.Ascending(recordIDColumn)))),
 		conv: map[string]parquet.Conversion{},
+		pick: columnIndex(pickupColumn), rid: columnIndex(recordIDColumn),
 	}
+}
+
+// reset empties the sorter for a new plan (the buffer keeps its memory).
+func (s *sorter) reset(cfg mergeConfig) {
+	s.cfg = cfg
+	s.buf.Reset()
+	s.runs, s.rowsIn, s.runSize = nil, 0, 0
+	s.picks, s.ids, s.ends = s.picks[:0], s.ids[:0], s.ends[:0]
 }
 
 // conversion returns how rows of a file with schema s become rows of tripSchema: nil when they
@@ -144,38 +168,123 @@ func (s *sorter) add(name string, r io.ReaderAt, size int64) error {
 	}
 	rows := make([]parquet.Row, readBatch)
 	for _, rg := range f.RowGroups() {
+		n := rg.NumRows()
 		if conv != nil {
 			rg = parquet.ConvertRowGroup(rg, conv)
 		}
-		if err := s.copyRows(rg.Rows(), rows); err != nil {
+		if err := s.copyRows(rg.Rows(), n, rows); err != nil {
 			return fmt.Errorf("reading %s: %w", name, err)
 		}
 	}
 	return nil
 }
 
-func (s *sorter) copyRows(rr parquet.Rows, rows []parquet.Row) error {
+// copyRows appends the n rows of rr to the buffer.
+func (s *sorter) copyRows(rr parquet.Rows, n int64, rows []parquet.Row) error {
 	defer rr.Close()
-	for {
-		n, err := rr.ReadRows(rows)
-		if n > 0 {
-			if _, werr := s.buf.WriteRows(rows[:n]); werr != nil {
+	for n > 0 {
+		// Never ask for more rows than are left: parquet-go (v0.32) reads every column again for
+		// every row asked for past the end of a row group, which made reading a small file cost ten
+		// times its rows.
+		k, err := readRows(rr, rows, n)
+		if k > 0 {
+			for _, r := range rows[:k] {
+				s.picks = append(s.picks, r[s.pick].Int64())
+				s.ids = append(s.ids, r[s.rid].ByteArray()...)
+				s.ends = append(s.ends, len(s.ids))
+			}
+			if _, werr := s.buf.WriteRows(rows[:k]); werr != nil {
 				return werr
 			}
-			s.rowsIn += int64(n)
-			if s.buf.Size() >= s.cfg.runBytes {
+			s.rowsIn += int64(k)
+			n -= int64(k)
+			if s.size() >= s.cfg.runBytes {
 				if ferr := s.flush(); ferr != nil {
 					return ferr
 				}
 			}
 		}
 		if errors.Is(err, io.EOF) {
+			if n > 0 {
+				return fmt.Errorf("%d rows fewer than the row group's metadata says", n)
+			}
 			return nil
 		}
 		if err != nil {
 			return err
 		}
+		if k == 0 {
+			return io.ErrNoProgress
+		}
 	}
+	return nil
+}
+
+// readRows reads at most left rows into rows.
+func readRows(rr parquet.Rows, rows []parquet.Row, left int64) (int, error) {
+	return rr.ReadRows(rows[:min(int64(len(rows)), left)])
+}
+
+// size is the memory the buffered rows take: the buffer's and their sort keys'.
+func (s *sorter) size() int64 {
+	return s.buf.Size() + int64(len(s.ids)) + 16*int64(len(s.ends))
+}
+
+// sort sorts the buffer by (pickup_datetime, record_id), stably (of equal keys the row added first
+// stays first), and forgets the keys.
+func (s *sorter) sort() {
+	n := len(s.picks)
+	if n != int(s.buf.NumRows()) {
+		// The keys were not all seen (cannot happen: every row goes through copyRows).
+		sort.Stable(s.buf)
+		s.picks, s.ids, s.ends = s.picks[:0], s.ids[:0], s.ends[:0]
+		return
+	}
+	id := func(i int32) []byte {
+		start := 0
+		if i > 0 {
+			start = s.ends[i-1]
+		}
+		return s.ids[start:s.ends[i]]
+	}
+	perm := make([]int32, n)
+	for i := range perm {
+		perm[i] = int32(i)
+	}
+	slices.SortStableFunc(perm, func(a, b int32) int {
+		if c := cmp.Compare(s.picks[a], s.picks[b]); c != 0 {
+			return c
+		}
+		return bytes.Compare(id(a), id(b))
+	})
+	// Move row perm[k] to position k: pos[x] is where original row x is now, at[p] which original
+	// row is at position p. Each step puts one row in its place with at most one swap.
+	pos := make([]int32, n)
+	at := make([]int32, n)
+	for i := range pos {
+		pos[i], at[i] = int32(i), int32(i)
+	}
+	for k, x := range perm {
+		p := pos[x]
+		if int(p) == k {
+			continue
+		}
+		s.buf.Swap(k, int(p))
+		y := at[k]
+		at[k], at[p] = x, y
+		pos[x], pos[y] = int32(k), p
+	}
+	s.picks, s.ids, s.ends = s.picks[:0], s.ids[:0], s.ends[:0]
+}
+
+// memoryRun sorts the buffer and returns it as the plan's only run, when nothing was written to disk
+// (every row fit in the buffer); nil otherwise.
+func (s *sorter) memoryRun() *parquet.Buffer {
+	if len(s.runs) > 0 || s.buf.NumRows() == 0 {
+		return nil
+	}
+	s.sort()
+	return s.buf
 }
 
 // flush sorts the buffer and writes it as a run.
@@ -183,7 +292,7 @@ func (s *sorter) flush() error {
 	if s.buf.NumRows() == 0 {
 		return nil
 	}
-	sort.Sort(s.buf)
+	s.sort()
 	f, err := os.CreateTemp(s.cfg.tempDir, "run-*.parquet")
 	if err != nil {
 		return fmt.Errorf("creating a run file: %w", err)
@@ -223,6 +332,7 @@ type cursor struct {
 	exclude bool
 
 	rows  parquet.Rows // full rows (runs)
+	left  int64        // rows of rows not read yet
 	batch []parquet.Row
 
 	keys   *parquet.GenericReader[tripKey] // sort keys (exclusions)
@@ -255,9 +365,13 @@ func openCursor(name string) (*cursor, error) {
 		f.Close()
 		return nil, fmt.Errorf("opening run %s: %w", name, err)
 	}
-	c := &cursor{name: name, closer: f, batch: make([]parquet.Row, readBatch)}
-	c.rows = parquet.MultiRowGroup(pf.RowGroups()...).Rows()
-	return c, nil
+	rg := parquet.MultiRowGroup(pf.RowGroups()...)
+	return &cursor{name: name, closer: f, batch: make([]parquet.Row, readBatch), rows: rg.Rows(), left: rg.NumRows()}, nil
+}
+
+// memoryCursor reads a sorted run held in memory.
+func memoryCursor(rg parquet.RowGroup) *cursor {
+	return &cursor{name: "the sorted buffer", batch: make([]parquet.Row, readBatch), rows: rg.Rows(), left: rg.NumRows()}
 }
 
 // openKeyCursor reads the sort keys of a compacted file (sorted by construction).
@@ -296,7 +410,12 @@ func (c *cursor) fill() (bool, error) {
 			c.kid[j] = append(c.kid[j][:0], c.kbatch[j].RecordID...)
 		}
 	} else {
-		n, err = c.rows.ReadRows(c.batch)
+		if c.left <= 0 {
+			c.done = true
+			return false, nil
+		}
+		n, err = readRows(c.rows, c.batch, c.left)
+		c.left -= int64(n)
 	}
 	c.n, c.i = n, 0
 	if errors.Is(err, io.EOF) {
@@ -366,10 +485,10 @@ type rowSink interface {
 	writeRows(rows []parquet.Row) error
 }
 
-// mergeInto merges the sorted runs into sink, dropping rows whose key equals the previous row's or an
-// exclusion's. The exclusions are opened cursors (openKeyCursor); mergeInto closes them. It returns
-// the rows written and dropped.
-func mergeInto(ctx context.Context, runs []string, exclusions []*cursor, sink rowSink) (written, dropped int64, err error) {
+// mergeInto merges the sorted runs (files, and mem when not nil) into sink, dropping rows whose key
+// equals the previous row's or an exclusion's. The exclusions are opened cursors (openKeyCursor);
+// mergeInto closes them. It returns the rows written and dropped.
+func mergeInto(ctx context.Context, runs []string, mem parquet.RowGroup, exclusions []*cursor, sink rowSink) (written, dropped int64, err error) {
 	pick, rid := columnIndex(pickupColumn), columnIndex(recordIDColumn)
 	h := &cursorHeap{pick: pick, rid: rid}
 	defer func() {
@@ -403,6 +522,11 @@ func mergeInto(ctx context.Context, runs []string, exclusions []*cursor, sink ro
 			err = add(c)
 		}
 		if err != nil {
+			return 0, 0, err
+		}
+	}
+	if mem != nil {
+		if err := add(memoryCursor(mem)); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -517,7 +641,7 @@ func reduceRuns(ctx context.Context, cfg mergeConfig, runs []string, st *mergeSt
 			if err != nil {
 				return nil, err
 			}
-			_, dropped, err := mergeInto(ctx, group, nil, sink)
+			_, dropped, err := mergeInto(ctx, group, nil, nil, sink)
 			cerr := sink.close()
 			if err == nil {
 				err = cerr
@@ -537,9 +661,10 @@ func reduceRuns(ctx context.Context, cfg mergeConfig, runs []string, st *mergeSt
 	return runs, nil
 }
 
-// output is one finished output file on local disk.
+// output is one finished output file: on local disk (path), or in memory (body, valid during emit).
 type output struct {
 	path  string
+	body  []byte
 	size  int64
 	rows  int64
 	first int64 // pickup_datetime of its first and last rows, in microseconds
@@ -554,13 +679,14 @@ type output struct {
 // the last (the tail) may be small, and a later run merges it with what arrives next.
 type fileSink struct {
 	cfg      mergeConfig
-	bigFiles bool    // buffer pages on disk
+	bigFiles bool    // write the file on disk and buffer its pages there (else all in memory)
 	bpr      float64 // bytes per row: an estimate at first (the sources'), then measured
 	emit     func(output) error
 	pick     int
 
-	f         *os.File
+	f         *os.File // nil when the file is written in memory
 	bw        *bufio.Writer
+	mem       bytes.Buffer
 	cw        *countingWriter
 	w         *parquet.GenericWriter[process.TripRow]
 	cur       output
@@ -639,17 +765,25 @@ func (s *fileSink) writeRows(rows []parquet.Row) error {
 
 func (s *fileSink) open() error {
 	s.seq++
-	f, err := os.CreateTemp(s.cfg.tempDir, fmt.Sprintf("out-%04d-*.parquet", s.seq))
-	if err != nil {
-		return fmt.Errorf("creating an output file: %w", err)
+	s.cur, s.rowGroups = output{}, 0
+	if s.bigFiles {
+		f, err := os.CreateTemp(s.cfg.tempDir, fmt.Sprintf("out-%04d-*.parquet", s.seq))
+		if err != nil {
+			return fmt.Errorf("creating an output file: %w", err)
+		}
+		s.f, s.cur.path = f, f.Name()
+		// The writer's own buffer is off so that the counter sees every byte as soon as a row group is
+		// flushed; the buffering is ours, below the counter.
+		s.bw = bufio.NewWriterSize(f, 1<<20)
+		s.cw = &countingWriter{w: s.bw}
+	} else {
+		// A small file is written in memory (no temporary file): it is uploaded from there.
+		s.mem.Reset()
+		s.f, s.bw, s.cur.path = nil, nil, fmt.Sprintf("output %d (in memory)", s.seq)
+		s.cw = &countingWriter{w: &s.mem}
 	}
 	// A fresh writer per file: parquet-go v0.32.0 loses the footer's path_in_schema when a writer is
 	// Reset and reused (issue 12).
-	s.f, s.cur, s.rowGroups = f, output{path: f.Name()}, 0
-	// The writer's own buffer is off so that the counter sees every byte as soon as a row group is
-	// flushed; the buffering is ours, below the counter.
-	s.bw = bufio.NewWriterSize(f, 1<<20)
-	s.cw = &countingWriter{w: s.bw}
 	opts := []parquet.WriterOption{
 		parquet.Compression(&snappyCodec),
 		parquet.WriteBufferSize(0),
@@ -673,13 +807,23 @@ func (s *fileSink) finish() error {
 		return nil
 	}
 	err := s.w.Close()
+	s.w = nil
+	if s.f == nil { // in memory
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", s.cur.path, err)
+		}
+		out := s.cur
+		out.path, out.body, out.size = "", s.mem.Bytes(), int64(s.mem.Len())
+		s.cur = output{}
+		return s.emit(out)
+	}
 	if ferr := s.bw.Flush(); err == nil {
 		err = ferr
 	}
 	if cerr := s.f.Close(); err == nil {
 		err = cerr
 	}
-	s.w = nil
+	s.f = nil
 	if err != nil {
 		os.Remove(s.cur.path)
 		return fmt.Errorf("writing %s: %w", s.cur.path, err)

@@ -99,6 +99,7 @@ type Cloud struct {
 
 	dir          string
 	pollInterval time.Duration
+	idleCheck    time.Duration // WaitIdle's interval between looks
 	logs         io.Writer
 	logFile      *os.File
 	mu           sync.Mutex
@@ -143,7 +144,8 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolving the template: %w", err)
 	}
-	c := &Cloud{Settings: settings, TemplatePath: opts.TemplatePath, dir: opts.Dir, pollInterval: opts.PollInterval, startedAt: time.Now()}
+	c := &Cloud{Settings: settings, TemplatePath: opts.TemplatePath, dir: opts.Dir, pollInterval: opts.PollInterval, startedAt: time.Now(),
+		idleCheck: idleCheckInterval(opts.LimitsOff)}
 	if opts.Logs != nil {
 		c.logs = &syncWriter{w: opts.Logs}
 	}
@@ -242,6 +244,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 		// allow one per shard (AWS's default account limit is 1,000), or a stream of more than 10 shards
 		// would throttle ProcessFunction into its failure destination.
 		DefaultConcurrency: max(locallambda.DefaultConcurrency, shards),
+		MaxSyncPayload:     syncPayloadLimit(opts.LimitsOff),
 		Logger:             slog.New(slog.NewJSONHandler(c.logs, nil)), Observer: c.Timeline.observeInvocation,
 	})
 	if err := c.registerFunctions(ctx, opts); err != nil {
@@ -267,6 +270,7 @@ func (c *Cloud) open(ctx context.Context, opts Options) error {
 			StartingPosition: ev.StartingPosition, FunctionResponseTypes: ev.FunctionResponseTypes,
 			BisectBatchOnFunctionError: ev.BisectBatchOnFunctionError, MaximumRetryAttempts: ev.MaximumRetryAttempts,
 			MaximumRecordAgeInSeconds: ev.MaximumRecordAgeInSeconds, TumblingWindowInSeconds: ev.TumblingWindowInSeconds,
+			MaxPayloadBytes: syncPayloadLimit(opts.LimitsOff), ReadAhead: opts.LimitsOff,
 			Invoke:       c.syncInvoker(fn.Name),
 			OnFailure:    c.onFailure("esm"),
 			StatePath:    filepath.Join(opts.Dir, "esm", fn.Name+".json"),
@@ -594,10 +598,11 @@ func (c *Cloud) Busy() bool {
 	return false
 }
 
-// WaitIdle blocks until the pipeline has been idle for three polls in a row (or ctx ends).
+// WaitIdle blocks until the pipeline has been idle for three looks in a row, idleCheck apart (or ctx
+// ends).
 func (c *Cloud) WaitIdle(ctx context.Context) error {
 	quiet := 0
-	t := time.NewTicker(100 * time.Millisecond)
+	t := time.NewTicker(c.idleCheck)
 	defer t.Stop()
 	for quiet < 3 {
 		select {

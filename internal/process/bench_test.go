@@ -1,7 +1,9 @@
 package process
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +13,8 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/taxistream/taxistream/internal/config"
+	"github.com/taxistream/taxistream/internal/convert"
+	"github.com/taxistream/taxistream/internal/gen"
 	"github.com/taxistream/taxistream/internal/kpl"
 )
 
@@ -65,4 +69,59 @@ func benchmarkProcess(b *testing.B, perAggregate int) {
 		}
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "trips/s")
+}
+
+// BenchmarkProcessMonth is one batch shaped like those of a local run of a month's file: 9,600
+// generated yellow 2019-01 trips (pickups all over the month, as in TLC's files), converted as
+// IngestFunction does and KPL-aggregated into ~64 KiB aggregates, so that the batch writes one Parquet
+// object per pickup date (~31 objects of ~300 trips): the per-object costs weigh as they do in a run.
+func BenchmarkProcessMonth(b *testing.B) {
+	const n = 9600
+	var csv bytes.Buffer
+	if _, err := gen.Write(&csv, gen.Options{Taxi: "yellow", Layout: 2019, Month: 1, Rows: n, Seed: 2019}); err != nil {
+		b.Fatal(err)
+	}
+	rr, err := convert.NewCSVReader(&csv, convert.Options{Source: convert.Source{Bucket: "bench", Key: "raw/yellow_tripdata_2019-01.csv", Version: "v1"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var (
+		recs []events.KinesisEventRecord
+		agg  kpl.Aggregator
+	)
+	for {
+		rec, err := rr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		ur := kpl.UserRecord{PartitionKey: rr.Value("pu_location_id"), Data: bytes.Clone(rec.JSON)}
+		if agg.Len() > 0 && agg.SizeWith(ur) > 64<<10 {
+			recs = append(recs, kinesisRecord(len(recs), agg.Bytes()))
+			agg.Reset()
+		}
+		agg.Add(ur)
+	}
+	recs = append(recs, kinesisRecord(len(recs), agg.Bytes()))
+	ev := eventOf(recs)
+	store := newFakeS3()
+	h, err := New(context.Background(), config.Config{Bucket: "bucket", MetricsNamespace: "taxistream"}, Deps{
+		S3: store, Log: slog.New(slog.DiscardHandler), Metrics: io.Discard,
+		Now: func() time.Time { return testNow }, Zones: testZones(b),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		resp, err := h.Handle(context.Background(), ev)
+		if err != nil || len(resp.BatchItemFailures) > 0 {
+			b.Fatal(resp, err)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "trips/s")
+	b.ReportMetric(float64(len(store.keys("processed/trips/"))), "objects")
 }

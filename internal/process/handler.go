@@ -351,62 +351,84 @@ func (h *Handler) writeBatch(ctx context.Context, b *batch, now time.Time) commi
 }
 
 // prepare de-aggregates, parses, drops duplicates and validates every user record of the batch from
-// b.from on.
+// b.from on. De-aggregation, parsing and validation run on every CPU (forChunks); de-duplication
+// (the first copy in batch order is kept) and the zone look-ups run in batch order after them.
 func (h *Handler) prepare(b *batch, now time.Time) {
-	recs := b.ev.Records
+	recs := b.ev.Records[b.from:]
 	// De-aggregate first into small headers, then allocate the (large) units once.
-	type userRecord struct {
-		k, sub int
-		data   []byte
-		rej    error
+	type deaggregated struct {
+		urs []kpl.UserRecord
+		err error
+		agg bool
 	}
-	urecs := make([]userRecord, 0, len(recs)-b.from)
-	for k := b.from; k < len(recs); k++ {
-		kr := &recs[k].Kinesis
-		if !kpl.IsAggregated(kr.Data) {
-			urecs = append(urecs, userRecord{k: k, data: kr.Data})
-			continue
+	parts := make([]deaggregated, len(recs))
+	forChunks(len(recs), 4, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			kr := &recs[i].Kinesis
+			if parts[i].agg = kpl.IsAggregated(kr.Data); parts[i].agg {
+				parts[i].urs, parts[i].err = kpl.Deaggregate(kr.Data, kr.PartitionKey, "")
+			}
 		}
-		urs, err := kpl.Deaggregate(kr.Data, kr.PartitionKey, "")
-		if err != nil {
-			urecs = append(urecs, userRecord{k: k, data: kr.Data, rej: err})
-			continue
-		}
-		for j := range urs {
-			urecs = append(urecs, userRecord{k: k, sub: j, data: urs[j].Data})
-		}
+	})
+	n := 0
+	for _, p := range parts {
+		n += max(1, len(p.urs))
 	}
-	b.units = make([]unit, len(urecs))
-	for i, ur := range urecs {
-		u := &b.units[i]
-		u.k, u.sub, u.data = ur.k, ur.sub, ur.data
-		if ur.rej != nil {
+	// Allocated once and filled in place: a unit is large (its parsed trip), too large to copy.
+	b.units = make([]unit, n)
+	j := 0
+	for i, p := range parts {
+		k := b.from + i
+		switch {
+		case !p.agg:
+			u := &b.units[j]
+			u.k, u.data = k, recs[i].Kinesis.Data
+			j++
+		case p.err != nil:
 			// De-aggregation is a pure function of the bytes: retrying cannot help, so a corrupt
 			// aggregate is a data problem. It is quarantined whole (base64) and counted, never dropped.
-			u.aggregate, u.status, u.date = true, statusInvalid, "unknown"
-			u.rej = []Rejection{{Rule: RuleCorruptAggregate, Detail: ur.rej.Error()}}
+			u := &b.units[j]
+			u.k, u.data, u.aggregate, u.status, u.date = k, recs[i].Kinesis.Data, true, statusInvalid, "unknown"
+			u.rej = []Rejection{{Rule: RuleCorruptAggregate, Detail: p.err.Error()}}
+			j++
+		default:
+			for sub := range p.urs {
+				u := &b.units[j]
+				u.k, u.sub, u.data = k, sub, p.urs[sub].Data
+				j++
+			}
 		}
 	}
+	b.units = b.units[:j] // an aggregate may hold no user record
+	forChunks(len(b.units), 64, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			u := &b.units[i]
+			if u.aggregate {
+				continue
+			}
+			if err := parseTrip(u.data, &u.t); err != nil {
+				u.status, u.date = statusInvalid, "unknown"
+				u.rej = []Rejection{{Rule: RuleMalformedJSON, Detail: err.Error()}}
+				continue
+			}
+			u.parsed = true
+			u.rej = validate(&u.t, now, &u.d)
+		}
+	})
 	seen := make(map[string]struct{}, len(b.units))
 	for i := range b.units {
 		u := &b.units[i]
-		if u.aggregate {
+		if !u.parsed {
 			continue
 		}
-		if err := parseTrip(u.data, &u.t); err != nil {
-			u.status, u.date = statusInvalid, "unknown"
-			u.rej = []Rejection{{Rule: RuleMalformedJSON, Detail: err.Error()}}
-			continue
-		}
-		u.parsed = true
 		if id := u.t.recordID; id.ok && id.v != "" {
 			if _, dup := seen[id.v]; dup {
-				u.status = statusDuplicate
+				// A later copy: not validated (what its validation found is dropped with it).
+				u.status, u.rej, u.d = statusDuplicate, nil, derived{}
 				continue
 			}
 			seen[id.v] = struct{}{}
 		}
-		u.rej = validate(&u.t, now, &u.d)
 		if len(u.rej) > 0 {
 			u.status = statusInvalid
 			u.date = "unknown"

@@ -196,15 +196,27 @@ func (h *Handler) commit(ctx context.Context, b *batch, files []*outFile, ls *le
 		}
 	}()
 
-	for _, f := range files {
+	// The first write of every file holds all its units: they are encoded ahead, on every CPU.
+	pre := h.preEncode(wctx, b, files)
+	defer pre.stop()
+	for i, f := range files {
 		if f.minK(b) >= res.cut {
 			break
 		}
-		if err := h.put(wctx, b, f, res.cut, enc, &res); err != nil {
+		var err error
+		if pre == nil {
+			err = h.put(wctx, b, f, res.cut, enc, &res)
+		} else if e, ok := pre.get(wctx, i); ok {
+			err = h.write(wctx, f, res.cut, e.body, e.contentType, e.err, &res)
+		} else {
+			err = h.write(wctx, f, res.cut, nil, "", fmt.Errorf("encoding %s: %w", f.key, context.Cause(wctx)), &res)
+		}
+		if err != nil {
 			res.cut = f.minK(b)
 			break
 		}
 	}
+	pre.stop()
 	if res.cut == n {
 		return res
 	}
@@ -239,15 +251,20 @@ func (h *Handler) put(ctx context.Context, b *batch, f *outFile, upto int, enc *
 		units = units[:len(units)-1]
 	}
 	body, contentType, err := h.encodeFile(b, f.kind, units, enc)
-	if err != nil {
+	return h.write(ctx, f, upto, body, contentType, err, res)
+}
+
+// write stores f's encoding (of its units with k < upto), or records encErr, the encoding's failure.
+func (h *Handler) write(ctx context.Context, f *outFile, upto int, body []byte, contentType string, encErr error, res *commitResult) error {
+	if encErr != nil {
 		// Encoding does not fail on valid rows; treat it like a failed write so nothing is lost.
 		res.failures++
-		res.errs = append(res.errs, err)
+		res.errs = append(res.errs, encErr)
 		f.touched, f.unknown = true, true
-		return err
+		return encErr
 	}
 	f.touched = true
-	_, err = h.s3.PutObject(ctx, &s3.PutObjectInput{
+	_, err := h.s3.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:        aws.String(h.cfg.Bucket),
 		Key:           aws.String(f.key),
 		Body:          bytes.NewReader(body),

@@ -8,8 +8,11 @@
 //   - One poller per shard; within a shard batches are invoked one at a time, in order. Child shards
 //     (after a reshard) are read from TRIM_HORIZON once their parents are fully processed.
 //   - A batch holds up to BatchSize records and is trimmed so that the event JSON fits in 6 MB
-//     (MaxPayloadBytes). With MaximumBatchingWindowInSeconds > 0 a batch waits until it is full, reaches
-//     6 MB or the window has passed since its first record was read.
+//     (MaxPayloadBytes; Config.MaxPayloadBytes overrides it). With MaximumBatchingWindowInSeconds > 0 a
+//     batch waits until it is full, reaches 6 MB or the window has passed since its first record was read.
+//   - Each round reads a shard once (GetRecords) and invokes the batches that this gives; with
+//     Config.ReadAhead (no read limit to respect) it reads again before a batch that is not full while
+//     the shard has more, so that batches are full and no round waits for the next poll.
 //   - A function error (Invoke returns an error) fails the whole batch. With
 //     FunctionResponseTypes [ReportBatchItemFailures], a response {"batchItemFailures":[{"itemIdentifier":
 //     "<seq>"}]} checkpoints at the lowest failed sequence number: the records before it are done, it
@@ -101,6 +104,13 @@ type Config struct {
 	MaximumRetryAttempts           int // -1 infinite (Lambda's default); 0 = no retries
 	MaximumRecordAgeInSeconds      int // -1 or 0 infinite, else 60..604800
 	TumblingWindowInSeconds        int // 0 (off) .. 900
+
+	// MaxPayloadBytes bounds the event JSON of a batch (MaxPayloadBytes when zero, Lambda's limit);
+	// the local cloud lifts it with its limits off, where batches are bounded by BatchSize alone.
+	MaxPayloadBytes int
+	// ReadAhead reads the shard again before every batch that is not full, as long as the shard has
+	// more records (limits off: no 5 reads per second per shard to respect). Off, a round reads once.
+	ReadAhead bool
 
 	// Invoke runs the function synchronously with the event JSON and returns its response; an error is a
 	// function error. It is called from one goroutine per shard.
@@ -216,6 +226,7 @@ func New(cfg Config, src shardReader) (*ESM, error) {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -510,6 +521,7 @@ func (st *shardState) fetch(ctx context.Context) error {
 		st.firstRead = now
 	}
 	st.pending = append(st.pending, out.Records...)
+	st.gotRecords = len(out.Records) > 0 || aws.ToInt64(out.MillisBehindLatest) > 0
 	if n := len(out.Records); n > 0 {
 		st.lastSeq = aws.ToString(out.Records[n-1].SequenceNumber)
 	}

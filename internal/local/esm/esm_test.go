@@ -554,6 +554,49 @@ func TestPayloadCappedAtSixMB(t *testing.T) {
 	}
 }
 
+// TestLimitsOffReadAheadAndPayload: with the payload limit lifted and ReadAhead (the local cloud with
+// its limits off), one poll invokes full batches of BatchSize records, although one GetRecords
+// returns at most 10 MB (11 of these records) and 6 MB of event JSON would hold 5; without ReadAhead
+// a poll reads once and the first batch holds what that read gave.
+func TestLimitsOffReadAheadAndPayload(t *testing.T) {
+	for _, readAhead := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ReadAhead=%v", readAhead), func(t *testing.T) {
+			e := setup(t, 1, Config{})
+			e.start(t, Config{BatchSize: 20, MaxPayloadBytes: 1 << 30, ReadAhead: readAhead})
+			big := strings.Repeat("x", 900<<10)
+			var recs []types.PutRecordsRequestEntry
+			for i := 0; i < 30; i++ {
+				recs = append(recs, types.PutRecordsRequestEntry{Data: []byte(big), PartitionKey: aws.String("k")})
+			}
+			for i := 0; i < len(recs); i += 5 {
+				if _, err := e.s.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String("trips"), Records: recs[i : i+5]}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.poll(t, 1)
+			got := e.f.sizes()
+			if readAhead {
+				if !cmp.Equal(got, []int{20, 10}) {
+					t.Errorf("batch sizes after one poll %v, want [20 10]", got)
+				}
+				if len(e.f.payloads) > 0 && len(e.f.payloads[0]) <= MaxPayloadBytes {
+					t.Errorf("the first payload is %d bytes, want more than the 6 MB limit", len(e.f.payloads[0]))
+				}
+			} else if len(got) == 0 || got[0] >= 20 {
+				t.Errorf("batch sizes after one poll %v, want a first batch of one read (fewer than 20)", got)
+			}
+			e.poll(t, 3)
+			n := 0
+			for _, k := range e.f.sizes() {
+				n += k
+			}
+			if n != 30 {
+				t.Errorf("%d records invoked, want 30 (sizes %v)", n, e.f.sizes())
+			}
+		})
+	}
+}
+
 func TestShardsAreIndependentAndOrdered(t *testing.T) {
 	e := setup(t, 2, Config{})
 	e.start(t, Config{BatchSize: 3, MaximumRetryAttempts: Infinite})

@@ -3,7 +3,6 @@ package esm
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"time"
 
@@ -21,13 +20,16 @@ type shardState struct {
 	start   string
 	parents []string
 
-	iterator  *string
-	acquired  bool
-	readEnd   bool // NextShardIterator was nil: the shard is closed and fully read
-	lastSeq   string
-	pending   []types.Record
-	firstRead time.Time
-	behind    bool
+	iterator   *string
+	acquired   bool
+	readEnd    bool // NextShardIterator was nil: the shard is closed and fully read
+	lastSeq    string
+	pending    []types.Record
+	frags      map[string][]byte // the event JSON of pending records, by sequence number (warm)
+	firstRead  time.Time
+	behind     bool
+	gotRecords bool // the last GetRecords returned records (the shard may have more)
+	readAheads int  // reads of this round beyond its first (Config.ReadAhead)
 
 	attempts    int   // invokes of the batch at the head of pending
 	splits      []int // sizes of the next batches after bisecting
@@ -72,6 +74,18 @@ func (st *shardState) publish() {
 	st.e.persist(st)
 }
 
+// maxPayload is the limit on a batch's event JSON.
+func (e *ESM) maxPayload() int {
+	if e.cfg.MaxPayloadBytes > 0 {
+		return e.cfg.MaxPayloadBytes
+	}
+	return MaxPayloadBytes
+}
+
+// maxReadAheads bounds the extra reads of a round (Config.ReadAhead), so that a shard written
+// without pause still ends its rounds (the next one follows at once: Run's ticker has fired by then).
+const maxReadAheads = 64
+
 // process runs the shard's part of a round.
 func (st *shardState) process(ctx context.Context, force bool) (progress bool, err error) {
 	e := st.e
@@ -89,7 +103,16 @@ func (st *shardState) process(ctx context.Context, force bool) (progress bool, e
 		}
 		progress = progress || len(st.pending) > n
 	}
+	st.readAheads = 0
 	for ctx.Err() == nil {
+		if st.canReadAhead(len(st.pending)) {
+			n := len(st.pending)
+			st.readAheads++
+			if err := st.fetch(ctx); err != nil {
+				return progress, err
+			}
+			progress = progress || len(st.pending) > n
+		}
 		now := e.cfg.Now()
 		if len(st.pending) == 0 {
 			if st.win != nil && (st.readEnd || (!st.behind && !now.Before(st.win.end))) {
@@ -174,59 +197,143 @@ func (st *shardState) nextBatch(now time.Time, force bool) ([]types.Record, []by
 	return st.pending[:k], payload
 }
 
-// event builds the event JSON for recs, trimmed to fit MaxPayloadBytes (at least one record). It
-// returns the payload and the number of records in it.
+// event builds the event JSON for recs, trimmed to fit Config.MaxPayloadBytes (at least one record). It
+// returns the payload and the number of records in it. The event is the envelope (the event with no
+// records, as json.Marshal writes it) with each record's own JSON spliced into its Records array:
+// byte for byte what json.Marshal writes for the whole event, and each record's size is exact.
 func (st *shardState) event(recs []types.Record, final, early bool) ([]byte, int) {
 	e := st.e
-	evRecs := make([]events.KinesisEventRecord, len(recs))
-	sizes := make([]int, len(recs))
-	for i, r := range recs {
-		evRecs[i] = events.KinesisEventRecord{
-			AwsRegion: e.region, EventID: st.id + ":" + aws.ToString(r.SequenceNumber),
-			EventName: "aws:kinesis:record", EventSource: "aws:kinesis", EventSourceArn: e.cfg.StreamARN,
-			EventVersion: "1.0", InvokeIdentityArn: e.cfg.RoleARN,
-			Kinesis: events.KinesisRecord{
-				ApproximateArrivalTimestamp: events.SecondsEpochTime{Time: aws.ToTime(r.ApproximateArrivalTimestamp)},
-				Data:                        r.Data, PartitionKey: aws.ToString(r.PartitionKey),
-				SequenceNumber: aws.ToString(r.SequenceNumber), KinesisSchemaVersion: "1.0",
+	var v any = events.KinesisEvent{Records: []events.KinesisEventRecord{}}
+	if st.win != nil {
+		v = events.KinesisTimeWindowEvent{
+			KinesisEvent: events.KinesisEvent{Records: []events.KinesisEventRecord{}},
+			TimeWindowProperties: events.TimeWindowProperties{
+				Window: events.Window{Start: events.RFC3339EpochTime{Time: st.win.start}, End: events.RFC3339EpochTime{Time: st.win.end}},
+				State:  st.win.state, ShardID: st.id, EventSourceARN: e.cfg.StreamARN,
+				IsFinalInvokeForWindow: final, IsWindowTerminatedEarly: early,
 			},
 		}
-		// The record's JSON size without base64-encoding its data twice: marshalled without data
-		// ("data":null), then the quoted base64 in place of null.
-		noData := evRecs[i]
-		noData.Kinesis.Data = nil
-		b, _ := json.Marshal(noData)
-		sizes[i] = len(b) - len("null") + 2 + base64.StdEncoding.EncodedLen(len(r.Data))
 	}
-	marshal := func(rs []events.KinesisEventRecord) []byte {
-		var v any = events.KinesisEvent{Records: rs}
-		if st.win != nil {
-			v = events.KinesisTimeWindowEvent{
-				KinesisEvent: events.KinesisEvent{Records: rs},
-				TimeWindowProperties: events.TimeWindowProperties{
-					Window: events.Window{Start: events.RFC3339EpochTime{Time: st.win.start}, End: events.RFC3339EpochTime{Time: st.win.end}},
-					State:  st.win.state, ShardID: st.id, EventSourceARN: e.cfg.StreamARN,
-					IsFinalInvokeForWindow: final, IsWindowTerminatedEarly: early,
-				},
-			}
-		}
-		b, _ := json.Marshal(v)
-		return b
-	}
-	total := len(marshal([]events.KinesisEventRecord{}))
-	k := 0
-	for k < len(recs) {
-		add := sizes[k]
-		if k > 0 {
+	env, _ := json.Marshal(v)
+	// Between the brackets of the empty Records array (the events package's first field, always there).
+	at := bytes.Index(env, []byte(emptyRecords)) + len(emptyRecords) - 1
+	frags := make([][]byte, 0, len(recs))
+	total := len(env)
+	for _, r := range recs {
+		f := st.recordJSON(&r)
+		add := len(f)
+		if len(frags) > 0 {
 			add++ // comma
 		}
-		if total+add > MaxPayloadBytes && k > 0 {
+		if total+add > e.maxPayload() && len(frags) > 0 {
 			break
 		}
 		total += add
-		k++
+		frags = append(frags, f)
 	}
-	return marshal(evRecs[:k]), k
+	out := make([]byte, 0, total)
+	out = append(out, env[:at]...)
+	for i, f := range frags {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, f...)
+	}
+	out = append(out, env[at:]...)
+	return out, len(frags)
+}
+
+// emptyRecords is how an event with no records starts its JSON.
+const emptyRecords = `"Records":[]`
+
+// recordJSON returns the JSON of r as an event record: from the cache (warm), else marshalled.
+func (st *shardState) recordJSON(r *types.Record) []byte {
+	if f, ok := st.frags[aws.ToString(r.SequenceNumber)]; ok {
+		return f
+	}
+	return st.marshalRecord(r)
+}
+
+// marshalRecord writes r's JSON as an event record. It reads only immutable configuration, so the
+// read-ahead goroutine (warm) may call it.
+func (st *shardState) marshalRecord(r *types.Record) []byte {
+	e := st.e
+	b, _ := json.Marshal(events.KinesisEventRecord{
+		AwsRegion: e.region, EventID: st.id + ":" + aws.ToString(r.SequenceNumber),
+		EventName: "aws:kinesis:record", EventSource: "aws:kinesis", EventSourceArn: e.cfg.StreamARN,
+		EventVersion: "1.0", InvokeIdentityArn: e.cfg.RoleARN,
+		Kinesis: events.KinesisRecord{
+			ApproximateArrivalTimestamp: events.SecondsEpochTime{Time: aws.ToTime(r.ApproximateArrivalTimestamp)},
+			Data:                        r.Data, PartitionKey: aws.ToString(r.PartitionKey),
+			SequenceNumber: aws.ToString(r.SequenceNumber), KinesisSchemaVersion: "1.0",
+		},
+	})
+	return b
+}
+
+// canReadAhead reports whether the shard should read again now (Config.ReadAhead), with have records
+// in hand for the next batch.
+func (st *shardState) canReadAhead(have int) bool {
+	return st.e.cfg.ReadAhead && st.readAheads < maxReadAheads && have < st.e.cfg.BatchSize && st.gotRecords &&
+		!st.readEnd && len(st.splits) == 0 && st.failure == nil
+}
+
+// warm prepares the next batch on another goroutine while batch is invoked (Config.ReadAhead: the local
+// cloud with limits off, where it would otherwise wait for the invoke): it reads the shard if the
+// records after batch do not fill a batch, and writes the JSON of up to one batch of them. The
+// returned func, called after the invoke, waits for it and keeps the JSON for event; it returns the
+// read's error. While the invoke runs the shard's goroutine is blocked in it, so the goroutine alone
+// uses the shard's state; the read only appends to pending. Without ReadAhead it does nothing.
+func (st *shardState) warm(ctx context.Context, batch []types.Record) func() error {
+	e := st.e
+	if !e.cfg.ReadAhead || len(batch) > len(st.pending) {
+		return func() error { return nil }
+	}
+	read := st.canReadAhead(len(st.pending) - len(batch))
+	if read {
+		st.readAheads++
+	}
+	var (
+		todo    []types.Record
+		out     [][]byte
+		readErr error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if read {
+			readErr = st.fetch(ctx)
+		}
+		for _, r := range st.pending[len(batch):min(len(st.pending), len(batch)+e.cfg.BatchSize)] {
+			if _, ok := st.frags[aws.ToString(r.SequenceNumber)]; !ok {
+				todo = append(todo, r)
+			}
+		}
+		out = make([][]byte, len(todo))
+		for i := range todo {
+			out[i] = st.marshalRecord(&todo[i])
+		}
+	}()
+	return func() error {
+		<-done
+		if st.frags == nil {
+			st.frags = map[string][]byte{}
+		}
+		for i, r := range todo {
+			st.frags[aws.ToString(r.SequenceNumber)] = out[i]
+		}
+		return readErr
+	}
+}
+
+// forget drops the cached JSON of records that leave pending.
+func (st *shardState) forget(recs []types.Record) {
+	if len(st.frags) == 0 {
+		return
+	}
+	for _, r := range recs {
+		delete(st.frags, aws.ToString(r.SequenceNumber))
+	}
 }
 
 // invoke runs one batch. It reports whether the shard can go on with the next batch in this round.
@@ -252,7 +359,11 @@ func (st *shardState) invoke(ctx context.Context, batch []types.Record, payload 
 			s.Retries++
 		}
 	})
+	keep := st.warm(ctx, batch)
 	resp, err := e.cfg.Invoke(ctx, payload)
+	if rerr := keep(); rerr != nil && ctx.Err() == nil {
+		e.cfg.Logger.WarnContext(ctx, "event source mapping read ahead", "function", e.cfg.FunctionName, "shard_id", st.id, "err", rerr)
+	}
 	if ctx.Err() != nil {
 		st.attempts--
 		return false, ctx.Err()
@@ -337,6 +448,7 @@ func (st *shardState) retriesExhausted() bool {
 
 // commit drops n processed records from the head.
 func (st *shardState) commit(n int) {
+	st.forget(st.pending[:n])
 	if n > 0 {
 		st.checkpoint, st.dirty = aws.ToString(st.pending[n-1].SequenceNumber), true
 	}
@@ -426,6 +538,7 @@ func (st *shardState) deliverFailure(ctx context.Context) error {
 		}
 	}
 	st.failure = nil
+	st.forget(st.pending[:f.n])
 	st.checkpoint, st.dirty = aws.ToString(st.pending[f.n-1].SequenceNumber), true
 	st.pending = st.pending[f.n:]
 	st.attempts = 0

@@ -102,3 +102,43 @@ func TestEventPayloadCutExact(t *testing.T) {
 		t.Errorf("the keys did not straddle the limit: %v", seen)
 	}
 }
+
+// TestEventIsJSONMarshalOfTheEvent: the spliced event (envelope + each record's JSON, cached or not)
+// is byte for byte json.Marshal of the whole event, with and without a tumbling window.
+func TestEventIsJSONMarshalOfTheEvent(t *testing.T) {
+	e := &ESM{region: "us-east-1", cfg: Config{StreamARN: "arn:aws:kinesis:us-east-1:000000000000:stream/s", RoleARN: "arn:aws:iam::000000000000:role/r", BatchSize: 2, ReadAhead: true}}
+	var recs []types.Record
+	for i, key := range []string{"132", `a"b\c`, "Zoë\n", "<&>"} {
+		recs = append(recs, types.Record{Data: []byte(fmt.Sprintf(`{"n":%d,"s":"<&>"}`, i)), PartitionKey: aws.String(key),
+			SequenceNumber: aws.String(fmt.Sprint(4959000000001 + i)), ApproximateArrivalTimestamp: aws.Time(time.Unix(1700000000, int64(i)*1e6))})
+	}
+	for _, win := range []*window{nil, {start: time.Unix(1699999800, 0).UTC(), end: time.Unix(1700000100, 0).UTC(), state: map[string]string{"k": "v"}}} {
+		st := &shardState{e: e, id: "shardId-000000000000", win: win, pending: recs}
+		st.warm(ctx, recs[:1])() // records 1 and 2 come from the cache
+		if len(st.frags) != 2 {
+			t.Fatalf("warm kept %d records, want 2", len(st.frags))
+		}
+		got, k := st.event(recs, true, false)
+		evRecs := make([]events.KinesisEventRecord, len(recs))
+		for i := range recs {
+			if err := json.Unmarshal(st.marshalRecord(&recs[i]), &evRecs[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var v any = events.KinesisEvent{Records: evRecs}
+		if win != nil {
+			v = events.KinesisTimeWindowEvent{KinesisEvent: events.KinesisEvent{Records: evRecs}, TimeWindowProperties: events.TimeWindowProperties{
+				Window: events.Window{Start: events.RFC3339EpochTime{Time: win.start}, End: events.RFC3339EpochTime{Time: win.end}},
+				State:  win.state, ShardID: st.id, EventSourceARN: e.cfg.StreamARN, IsFinalInvokeForWindow: true,
+			}}
+		}
+		want, _ := json.Marshal(v)
+		if k != len(recs) || string(got) != string(want) {
+			t.Errorf("window %v: event (%d records)\n%s\nwant\n%s", win != nil, k, got, want)
+		}
+		st.commit(3)
+		if len(st.frags) != 0 {
+			t.Errorf("after commit, %d cached records are kept, want 0", len(st.frags))
+		}
+	}
+}

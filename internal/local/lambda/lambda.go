@@ -17,7 +17,8 @@
 //     limit fails at once with TooManyRequestsException (429), as on AWS; an asynchronous one waits in the
 //     queue (counted as a throttle), as Lambda's internal queue does.
 //   - Payload limits: 6 MB synchronous request and response, 1 MB asynchronous request (the limit was
-//     256 KB until Lambda raised it; set Config.MaxAsyncPayload to get the old one).
+//     256 KB until Lambda raised it; set Config.MaxAsyncPayload to get the old one; Config.MaxSyncPayload
+//     overrides the synchronous one).
 //   - Every invocation gets context.WithTimeout(Timeout) (handlers see ctx.Deadline() as on Lambda) and a
 //     lambdacontext with AwsRequestID and InvokedFunctionArn arn:aws:lambda:<region>:<account>:function:<name>.
 //
@@ -99,6 +100,9 @@ type Config struct {
 	DefaultConcurrency int
 	// MaxAsyncPayload overrides the asynchronous request limit (MaxAsyncPayload when zero).
 	MaxAsyncPayload int
+	// MaxSyncPayload overrides the synchronous request and response limit (MaxSyncPayload when zero;
+	// the local cloud lifts it with its limits off).
+	MaxSyncPayload int
 
 	// Now is the clock for event ages and failure records; time.Now when nil.
 	Now func() time.Time
@@ -246,6 +250,9 @@ func New(cfg Config) *Runtime {
 	if cfg.MaxAsyncPayload <= 0 {
 		cfg.MaxAsyncPayload = MaxAsyncPayload
 	}
+	if cfg.MaxSyncPayload <= 0 {
+		cfg.MaxSyncPayload = MaxSyncPayload
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -332,9 +339,9 @@ func (r *Runtime) Invoke(ctx context.Context, in *awslambda.InvokeInput, _ ...fu
 	}
 	switch in.InvocationType {
 	case types.InvocationTypeRequestResponse, "":
-		if len(in.Payload) > MaxSyncPayload {
+		if len(in.Payload) > r.cfg.MaxSyncPayload {
 			return nil, apiError(http.StatusRequestEntityTooLarge, &types.RequestTooLargeException{
-				Message: ptr(fmt.Sprintf("Request must be smaller than %d bytes for the InvokeFunction operation", MaxSyncPayload)),
+				Message: ptr(fmt.Sprintf("Request must be smaller than %d bytes for the InvokeFunction operation", r.cfg.MaxSyncPayload)),
 			})
 		}
 		return r.invokeSync(ctx, f, in.Payload)
@@ -350,7 +357,7 @@ func (r *Runtime) Invoke(ctx context.Context, in *awslambda.InvokeInput, _ ...fu
 		r.enqueue(f, &event{id: uuid.NewString(), payload: in.Payload, received: r.cfg.Now()})
 		return &awslambda.InvokeOutput{StatusCode: http.StatusAccepted}, nil
 	case types.InvocationTypeDryRun:
-		if len(in.Payload) > MaxSyncPayload {
+		if len(in.Payload) > r.cfg.MaxSyncPayload {
 			return nil, apiError(http.StatusRequestEntityTooLarge, &types.RequestTooLargeException{Message: ptr("Request too large")})
 		}
 		return &awslambda.InvokeOutput{StatusCode: http.StatusNoContent}, nil
@@ -412,9 +419,9 @@ func (r *Runtime) invokeSync(ctx context.Context, f *function, payload []byte) (
 	}
 	r.addBusy(-1)
 	out := &awslambda.InvokeOutput{StatusCode: http.StatusOK, ExecutedVersion: ptr("$LATEST"), Payload: res.payload}
-	if res.errType == "" && len(res.payload) > MaxSyncPayload {
+	if res.errType == "" && len(res.payload) > r.cfg.MaxSyncPayload {
 		res.errType = "Function.ResponseSizeTooLarge"
-		out.Payload = errorDocument(fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", MaxSyncPayload), res.errType)
+		out.Payload = errorDocument(fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", r.cfg.MaxSyncPayload), res.errType)
 		f.errors.Add(1)
 	}
 	if res.errType != "" {

@@ -375,6 +375,29 @@ func TestWaitReturnsOnlyWhenIdle(t *testing.T) {
 	}
 }
 
+// TestSyncPayloadOverride: Config.MaxSyncPayload (the local cloud's limits off) moves the synchronous
+// request limit; the asynchronous one stays.
+func TestSyncPayloadOverride(t *testing.T) {
+	r := newRuntime(t, Config{MaxSyncPayload: 2 * MaxSyncPayload})
+	register(t, r, "Echo", Function{Handler: handlerFunc(func(ctx context.Context, p []byte) ([]byte, error) { return p[:1], nil })})
+	for _, tt := range []struct {
+		typ     types.InvocationType
+		size    int
+		wantErr bool
+	}{
+		{types.InvocationTypeRequestResponse, MaxSyncPayload + 1, false},
+		{types.InvocationTypeRequestResponse, 2*MaxSyncPayload + 1, true},
+		{types.InvocationTypeEvent, MaxAsyncPayload + 1, true},
+	} {
+		_, err := invoke(t, r, "Echo", tt.typ, bytes.Repeat([]byte("a"), tt.size))
+		var rtl *types.RequestTooLargeException
+		if got := errors.As(err, &rtl); got != tt.wantErr {
+			t.Errorf("%s of %d bytes: RequestTooLargeException = %v (%v), want %v", tt.typ, tt.size, got, err, tt.wantErr)
+		}
+	}
+	waitIdle(t, r)
+}
+
 func TestPayloadLimitsAndAPIErrors(t *testing.T) {
 	r := newRuntime(t, Config{})
 	var calls atomic.Int64
