@@ -2,8 +2,8 @@ package local
 
 import (
 	"bytes"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"os"
 	"strconv"
 	"strings"
