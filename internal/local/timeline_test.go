@@ -3,6 +3,7 @@ package local
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/taxistream/taxistream/internal/ingest"
 	"github.com/taxistream/taxistream/internal/kinesislimit"
 	"github.com/taxistream/taxistream/internal/kpl"
 	"github.com/taxistream/taxistream/internal/local/stream"
@@ -211,5 +213,37 @@ func TestUserRecords(t *testing.T) {
 	bad := append(append([]byte{}, kpl.Magic...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
 	if got := userRecords(bad); got != 1 {
 		t.Errorf("corrupt aggregate: %d, want 1", got)
+	}
+}
+
+// TestEventKind: the timeline marks IngestFunction's continuation events and the sweeper's events
+// (its own and EventBridge's scheduled events), and never looks into a large event such as a Kinesis
+// batch, even one whose records hold the same words.
+func TestEventKind(t *testing.T) {
+	cont, err := json.Marshal(ingest.Event{Kind: ingest.KindContinuation, Bucket: "b", Key: strings.Repeat("k", 1024), Continuation: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sweep, err := json.Marshal(ingest.Event{Kind: ingest.KindSweep, Idle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheduled := []byte(`{"version":"0","id":"53dc4d37","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`)
+	big := []byte(`{"Records":[{"kinesis":{"data":"` + strings.Repeat("x", smallEventBytes) + `"}},{"note":"\"taxistream\":\"continuation\" \"Scheduled Event\""}]}`)
+	for _, tc := range []struct {
+		name        string
+		payload     []byte
+		cont, sweep bool
+	}{
+		{"continuation", cont, true, false},
+		{"sweep", sweep, false, true},
+		{"scheduled", scheduled, false, true},
+		{"s3 event", []byte(`{"Records":[{"eventSource":"aws:s3"}]}`), false, false},
+		{"large kinesis batch", big, false, false},
+	} {
+		c, s := eventKind(tc.payload)
+		if c != tc.cont || s != tc.sweep {
+			t.Errorf("%s: continuation %v, sweep %v; want %v, %v", tc.name, c, s, tc.cont, tc.sweep)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -196,26 +197,11 @@ func (h *Handler) commit(ctx context.Context, b *batch, files []*outFile, ls *le
 		}
 	}()
 
-	// The first write of every file holds all its units: they are encoded ahead, on every CPU.
+	// The first write of every file holds all its units: they are encoded ahead, on every CPU, and
+	// written maxConcurrentWrites at a time.
 	pre := h.preEncode(wctx, b, files)
 	defer pre.stop()
-	for i, f := range files {
-		if f.minK(b) >= res.cut {
-			break
-		}
-		var err error
-		if pre == nil {
-			err = h.put(wctx, b, f, res.cut, enc, &res)
-		} else if e, ok := pre.get(wctx, i); ok {
-			err = h.write(wctx, f, res.cut, e.body, e.contentType, e.err, &res)
-		} else {
-			err = h.write(wctx, f, res.cut, nil, "", fmt.Errorf("encoding %s: %w", f.key, context.Cause(wctx)), &res)
-		}
-		if err != nil {
-			res.cut = f.minK(b)
-			break
-		}
-	}
+	h.writeFiles(wctx, b, files, pre, enc, &res)
 	pre.stop()
 	if res.cut == n {
 		return res
@@ -242,6 +228,71 @@ func (h *Handler) commit(ctx context.Context, b *batch, files []*outFile, ls *le
 		}
 	}
 	return res
+}
+
+// maxConcurrentWrites bounds the PutObject calls of one batch in flight at once. A batch writes one
+// object per pickup date it holds (a month's file: ~31, the demo's four files: ~60, late or replayed
+// data: more); one at a time, each waited for S3's latency (tens of milliseconds) in turn.
+const maxConcurrentWrites = 8
+
+// writeFiles writes every file whole (its units with k < len(records)), in order of their first record
+// and up to maxConcurrentWrites at once, and stops starting writes at the first failure. res.cut is then
+// the least first record of the files whose write failed (len(records) when none did).
+//
+// Why that is commit's starting point as much as it was for one write at a time: files are started in
+// order of their first record, so every file started after a failed file F holds only units with
+// k ≥ minK(F) ≥ cut, and every file not started too; every file started before F has either been
+// written whole (touched, upto = len(records)) or failed, and then cut ≤ its first record. Whatever of
+// it lies at or after cut, commit's repair loop rewrites, as it did for the files an earlier attempt
+// wrote: written files and failed ones are marked in each file by its own goroutine (write), and read
+// by commit only after every write returned.
+func (h *Handler) writeFiles(ctx context.Context, b *batch, files []*outFile, pre *preEncoder, enc *parquetEncoder, res *commitResult) {
+	n := len(b.ev.Records)
+	var (
+		mu     sync.Mutex // guards res
+		wg     sync.WaitGroup
+		writes = make(chan struct{}, maxConcurrentWrites)
+	)
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return res.cut < n
+	}
+	for i, f := range files {
+		if failed() {
+			break
+		}
+		var (
+			body        []byte
+			contentType string
+			encErr      error
+		)
+		if pre == nil {
+			body, contentType, encErr = h.encodeFile(b, f.kind, f.units, enc)
+			body = bytes.Clone(body) // the encoder's buffer is reused for the next file
+		} else if e, ok := pre.get(ctx, i); ok {
+			body, contentType, encErr = e.body, e.contentType, e.err
+		} else {
+			encErr = fmt.Errorf("encoding %s: %w", f.key, context.Cause(ctx))
+		}
+		writes <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-writes }()
+			var r commitResult
+			err := h.write(ctx, f, n, body, contentType, encErr, &r)
+			mu.Lock()
+			defer mu.Unlock()
+			res.bytes += r.bytes
+			res.objects += r.objects
+			res.parquet += r.parquet
+			res.failures += r.failures
+			res.errs = append(res.errs, r.errs...)
+			if err != nil {
+				res.cut = min(res.cut, f.minK(b))
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // put writes f's units with k < upto.

@@ -82,6 +82,9 @@ type ObjectCreated struct {
 type Options struct {
 	// Now is the clock used for Last-Modified, event times and sequencers; time.Now when nil.
 	Now func() time.Time
+	// NoXattr keeps every object's metadata in a sidecar file under .meta/, even where the file system
+	// takes extended attributes (the tests of both ways).
+	NoXattr bool
 }
 
 // Bucket is one local S3 bucket. Its methods have the signatures of *s3.Client's.
@@ -101,6 +104,7 @@ type Bucket struct {
 	pending map[string]stamp // Scan: files seen once, waiting for a second identical look
 
 	dirs   folders // open folders (dirs.go)
+	xattr  bool    // metadata in an extended attribute of each object's file (readSidecar)
 	metaMu sync.Mutex
 	metas  map[string]meta // sidecars seen, by path (dirs.go)
 }
@@ -134,7 +138,7 @@ func OpenWithOptions(dir, name string, opts Options) (*Bucket, error) {
 		now = time.Now
 	}
 	return &Bucket{name: name, dir: dir, root: root, now: now, pending: map[string]stamp{},
-		dirs: folders{open: map[string]*os.Root{}}, metas: map[string]meta{}}, nil
+		dirs: folders{open: map[string]*os.Root{}}, metas: map[string]meta{}, xattr: !opts.NoXattr && probeXattr(root)}, nil
 }
 
 // Name is the bucket's name.
@@ -201,14 +205,57 @@ func (m meta) describes(fi fs.FileInfo) bool {
 
 func sidecarPath(p string) string { return metaDir + "/" + p + ".json" }
 
+// Where an object's metadata lives. Where the file system supports extended attributes (Linux: ext4,
+// XFS, Btrfs, tmpfs since 6.6; probed when the bucket opens), in an attribute of the object's own file
+// (metaXattr): no second file and no mirror folder under .meta/ per object. Creating files and folders
+// is what a put mostly costs (on this project's 2-core VMs 0.1–0.5 ms of kernel time each, against
+// ~20 µs for an attribute), and a demo run writes ~350 objects into ~250 new folders. Elsewhere, and for
+// folders written before, the sidecar file under .meta/ (read when the attribute is missing). Both
+// carry the same JSON and both describe the file whose size and mtime they record (setting an
+// attribute changes neither), so a file replaced by hand gets its ETag computed again either way.
+
+// errNoXattr is getXattr's answer for a file without the attribute.
+var errNoXattr = errors.New("no metadata attribute")
+
+// probeXattr reports whether files in root take extended attributes.
+func probeXattr(root *os.Root) bool {
+	f, name, err := tempFile(root)
+	if err != nil {
+		return false
+	}
+	defer root.Remove(name)
+	defer f.Close()
+	return setXattr(f, []byte("{}")) == nil
+}
+
+// xattrOf runs op on the object file at p, opened for reading.
+func (b *Bucket) xattrOf(p string, op func(f *os.File) error) error {
+	return b.inFolder(p, false, func(r *os.Root, name string) error {
+		f, err := r.Open(name)
+		if err != nil {
+			return err
+		}
+		err = op(f)
+		return errors.Join(err, f.Close())
+	})
+}
+
 func (b *Bucket) readSidecar(p string) (meta, bool) {
 	var data []byte
-	err := b.inFolder(sidecarPath(p), false, func(r *os.Root, name string) (err error) {
-		data, err = r.ReadFile(name)
-		return err
-	})
-	if err != nil {
-		return meta{}, false
+	if b.xattr {
+		_ = b.xattrOf(p, func(f *os.File) (err error) {
+			data, err = getXattr(f)
+			return err
+		})
+	}
+	if data == nil {
+		err := b.inFolder(sidecarPath(p), false, func(r *os.Root, name string) (err error) {
+			data, err = r.ReadFile(name)
+			return err
+		})
+		if err != nil {
+			return meta{}, false
+		}
 	}
 	var m meta
 	if json.Unmarshal(data, &m) != nil {
@@ -217,12 +264,22 @@ func (b *Bucket) readSidecar(p string) (meta, bool) {
 	return m, true
 }
 
-// writeSidecar writes p's sidecar in place. Callers hold mu for writing: no reader of this process
-// sees it half written (a torn one, after a crash, does not parse and the ETag is computed again).
+// writeXattr stores p's metadata in its file's attribute; false when that is not possible.
+func (b *Bucket) writeXattr(p string, data []byte) bool {
+	return b.xattr && b.xattrOf(p, func(f *os.File) error { return setXattr(f, data) }) == nil
+}
+
+// writeSidecar writes p's metadata: its attribute, else its sidecar file in place. Callers hold mu
+// for writing: no reader of this process sees it half written (a torn one, after a crash, does not
+// parse and the ETag is computed again).
 func (b *Bucket) writeSidecar(p string, m meta) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
+	}
+	if b.writeXattr(p, data) {
+		b.remember(p, m)
+		return nil
 	}
 	err = b.inFolder(sidecarPath(p), true, func(r *os.Root, name string) error {
 		f, err := r.OpenFile(name, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
@@ -238,12 +295,16 @@ func (b *Bucket) writeSidecar(p string, m meta) error {
 	return err
 }
 
-// cacheSidecar writes p's sidecar atomically (a temporary file renamed into place): stat calls it
-// under the read lock, where two goroutines may write the same sidecar at once.
+// cacheSidecar writes p's metadata atomically (an attribute, else a temporary file renamed into
+// place): stat calls it under the read lock, where two goroutines may write the same one at once.
 func (b *Bucket) cacheSidecar(p string, m meta) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
+	}
+	if b.writeXattr(p, data) {
+		b.remember(p, m)
+		return nil
 	}
 	err = b.inFolder(sidecarPath(p), true, func(r *os.Root, name string) error {
 		f, tmp, err := tempFile(r)

@@ -48,7 +48,7 @@ func newBucket(t *testing.T) (*Bucket, string) {
 	t.Helper()
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "bucket")
-	b, err := Open(dir, testBucket)
+	b, err := openBucket(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestMetadataSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Close()
-	b2, err := Open(dir, testBucket)
+	b2, err := openBucket(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -634,7 +634,7 @@ func TestDeleteAndCopy(t *testing.T) {
 
 func TestOnCreateEvent(t *testing.T) {
 	now := time.Date(2024, 3, 10, 7, 30, 0, 123456789, time.UTC)
-	b, err := OpenWithOptions(filepath.Join(t.TempDir(), "b"), testBucket, Options{Now: func() time.Time { return now }})
+	b, err := OpenWithOptions(filepath.Join(t.TempDir(), "b"), testBucket, Options{Now: func() time.Time { return now }, NoXattr: testNoXattr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -716,7 +716,7 @@ func TestScanFiresOncePerStableNewFile(t *testing.T) {
 	}
 	// A new process (reopened bucket) does not report what was reported.
 	b.Close()
-	b2, err := Open(dir, testBucket)
+	b2, err := openBucket(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

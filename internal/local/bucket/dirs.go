@@ -47,12 +47,12 @@ func (b *Bucket) folder(d string, create bool) (*os.Root, func(), error) {
 	if r != nil {
 		return r, func() {}, nil
 	}
+	var err error
 	if create {
-		if err := b.root.MkdirAll(d, 0o755); err != nil {
-			return nil, nil, err
-		}
+		r, err = b.create(d)
+	} else {
+		r, err = b.root.OpenRoot(d)
 	}
-	r, err := b.root.OpenRoot(d)
 	if err != nil {
 		if isNotDir(err) {
 			err = fs.ErrNotExist
@@ -70,6 +70,32 @@ func (b *Bucket) folder(d string, create bool) (*os.Root, func(), error) {
 	}
 	b.dirs.open[d] = r
 	return r, func() {}, nil
+}
+
+// create makes folder d (and any missing parent) and opens it. When its parent exists, as it mostly
+// does (a new pickup_date= folder under processed/trips/, and its sidecar folder), that is one mkdirat
+// and one openat relative to the open parent, instead of os.Root.MkdirAll's walk from the bucket
+// folder (an open, a mkdirat and a close per component: ~6 % of a demo run's CPU).
+func (b *Bucket) create(d string) (*os.Root, error) {
+	parent, name := path.Split(d)
+	if p, release, err := b.folder(path.Clean(parent), false); err == nil {
+		err = p.Mkdir(name, 0o755)
+		if err == nil || errors.Is(err, fs.ErrExist) {
+			r, err := p.OpenRoot(name)
+			release()
+			if err == nil {
+				return r, nil
+			}
+		} else {
+			release()
+		}
+	}
+	// A missing parent, a parent removed while open, or a file in the way: the walk from the bucket
+	// folder creates what is missing or reports what is in the way.
+	if err := b.root.MkdirAll(d, 0o755); err != nil {
+		return nil, err
+	}
+	return b.root.OpenRoot(d)
 }
 
 // forget drops folder d from the open folders (it was removed, or an operation found it gone).
