@@ -75,7 +75,8 @@ func (b *Bucket) folder(d string, create bool) (*os.Root, func(), error) {
 // create makes folder d (and any missing parent) and opens it. When its parent exists, as it mostly
 // does (a new pickup_date= folder under processed/trips/, and its sidecar folder), that is one mkdirat
 // and one openat relative to the open parent, instead of os.Root.MkdirAll's walk from the bucket
-// folder (an open, a mkdirat and a close per component: ~6 % of a demo run's CPU).
+// folder (an open, a mkdirat and a close per component). The mkdirat itself stays the dear part (a new
+// folder costs 0.1–0.5 ms of kernel time on this project's VMs): the walk was a small share of it.
 func (b *Bucket) create(d string) (*os.Root, error) {
 	parent, name := path.Split(d)
 	if p, release, err := b.folder(path.Clean(parent), false); err == nil {
