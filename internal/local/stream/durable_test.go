@@ -278,3 +278,20 @@ func TestLargeRecordsSeek(t *testing.T) {
 		s.Close()
 	}
 }
+
+// PutRecords takes no reference to the callers' buffers: a caller that reuses its buffer after the call
+// (as the SDK lets it) does not change what the stream holds, on disk or in memory.
+func TestCallerMayReuseDataAfterPut(t *testing.T) {
+	for _, dir := range []string{"", t.TempDir()} {
+		s := openDurable(t, dir, &clock{t: t0}, 1)
+		buf := []byte("first")
+		out := put(t, s, []types.PutRecordsRequestEntry{{Data: buf, PartitionKey: aws.String("k")}})
+		if aws.ToInt32(out.FailedRecordCount) != 0 {
+			t.Fatal("put failed")
+		}
+		copy(buf, "XXXXX")
+		if data, _ := readAll(t, s, ShardID(0)); len(data) != 1 || data[0] != "first" {
+			t.Errorf("dir %q: the stream holds %q after the caller reused its buffer, want [first]", dir, data)
+		}
+	}
+}
