@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/s2"
 )
 
 // Where a shard's records live: a shardLog is an append-only sequence of segments, each a file under
@@ -185,10 +185,10 @@ func (l *shardLog) len() int { return l.end - l.start }
 func (l *shardLog) add(counter uint64, arrival int64, key string, data []byte) {
 	stored, flag, extra := data, uint16(0), 0
 	if l.dir != "" && len(data) >= compressMin {
-		if need := snappy.MaxEncodedLen(len(data)); cap(l.zbuf) < need {
+		if need := s2.MaxEncodedLen(len(data)); cap(l.zbuf) < need {
 			l.zbuf = make([]byte, need)
 		}
-		if z := snappy.Encode(l.zbuf[:cap(l.zbuf)], data); len(z) <= len(data)-len(data)/8 {
+		if z := s2.EncodeSnappy(l.zbuf[:cap(l.zbuf)], data); len(z) <= len(data)-len(data)/8 {
 			stored, flag, extra = z, compressedFlag, rawLenBytes
 		}
 	}
@@ -370,10 +370,10 @@ func (r *logReader) next(withData bool) (logRecord, error) {
 		}
 		buf := make([]byte, klen+rawLen)
 		copy(buf, z[:klen])
-		if m, err := snappy.DecodedLen(z[klen:]); err != nil || m != rawLen {
+		if m, err := s2.DecodedLen(z[klen:]); err != nil || m != rawLen {
 			return logRecord{}, fmt.Errorf("reading record %d: corrupt compressed data", r.pos)
 		}
-		if _, err := snappy.Decode(buf[klen:], z[klen:]); err != nil {
+		if _, err := s2.Decode(buf[klen:], z[klen:]); err != nil {
 			return logRecord{}, fmt.Errorf("reading record %d: %w", r.pos, err)
 		}
 		rec.key, rec.data = string(buf[:klen]), buf[klen:]
