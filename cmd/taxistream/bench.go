@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +54,7 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		python   = fs.String("python", "", "python interpreter for the baseline (default python3 on PATH; \"-\" skips it)")
 		memMB    = fs.String("memory-mb", "", "input sizes of the memory section in MB, comma-separated (default 100,500; with --big also 1000)")
 		memSh    = fs.String("memory-shards", "", "shard counts of the memory section, comma-separated (default 1,4)")
+		measured = fs.String("measure", "", "the taxistream binary the child processes run (default this one): another build, measured by this one's harness, side by side")
 	)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: taxistream bench [flags]\n\nMeasures conversion vs the workshop baseline, Parquet input vs DuckDB, one shard's saturation, ingest end to end\nwith peak memory, consumer trips/s per core, cold starts, whole local runs (limits off, and limits on over\nseveral shards), the Lambda cost they imply, and the local pipeline's peak memory against input size;\nprints a table and writes JSON.\n\nflags:")
@@ -101,6 +103,14 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding the taxistream binary to measure in child processes: %w", err)
+	}
+	if *measured != "" {
+		if exe, err = filepath.Abs(*measured); err != nil {
+			return fmt.Errorf("%w: --measure: %w", errUsage, err)
+		}
+		if _, err := os.Stat(exe); err != nil {
+			return fmt.Errorf("%w: --measure: %w", errUsage, err)
+		}
 	}
 	opts.Child = []string{exe, "bench", "--child"}
 	opts.CLI = []string{exe}

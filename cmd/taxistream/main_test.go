@@ -98,3 +98,16 @@ func TestMissingInputFailsFirst(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchMeasureMissingBinary: bench --measure names the binary the child processes run; one that
+// does not exist is a usage error (exit 2) before anything is measured.
+func TestBenchMeasureMissingBinary(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-taxistream")
+	code, stdout, stderr := runCLI(t, "bench", "--measure", missing, "--sections", "local", "--json", "-")
+	if code != 2 || !strings.Contains(stderr, "--measure") || !strings.Contains(stderr, "no-such-taxistream") {
+		t.Errorf("exit %d, stderr %q; want 2 and the missing --measure binary named", code, stderr)
+	}
+	if strings.Contains(stdout+stderr, "== local") {
+		t.Errorf("the section started: %q", stdout+stderr)
+	}
+}

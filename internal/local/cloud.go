@@ -625,28 +625,21 @@ func (c *Cloud) Drain(ctx context.Context) error {
 	if err := c.WaitIdle(ctx); err != nil {
 		return err
 	}
+	// The event source mapping closes its windows while Firehose reads what is left and delivers: the
+	// two do not wait for each other (each is the last output of a run).
+	var esmErr error
+	var wg sync.WaitGroup
 	if c.ESM != nil {
-		if err := c.ESM.Drain(ctx); err != nil {
-			return fmt.Errorf("draining the event source mapping: %w", err)
-		}
+		wg.Go(func() {
+			if err := c.ESM.Drain(ctx); err != nil {
+				esmErr = fmt.Errorf("draining the event source mapping: %w", err)
+			}
+		})
 	}
-	if c.Firehose != nil {
-		// Busy describes the last poll: poll until a round that started now read everything (a read
-		// may be throttled or fail, injected faults included: poll again), then flush.
-		for {
-			err := c.Firehose.Poll(ctx)
-			if err == nil && !c.Firehose.Busy() {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("polling Firehose: %w", errors.Join(ctx.Err(), err))
-			case <-time.After(c.pollInterval):
-			}
-		}
-		if err := c.Firehose.Flush(ctx); err != nil {
-			return fmt.Errorf("flushing Firehose: %w", err)
-		}
+	fhErr := c.drainFirehose(ctx)
+	wg.Wait()
+	if err := errors.Join(esmErr, fhErr); err != nil {
+		return err
 	}
 	if err := c.WaitIdle(ctx); err != nil {
 		return err
@@ -661,6 +654,30 @@ func (c *Cloud) Drain(ctx context.Context) error {
 		}
 	}
 	return c.WaitIdle(ctx)
+}
+
+// drainFirehose polls Firehose until a round that started now read everything, then flushes it.
+func (c *Cloud) drainFirehose(ctx context.Context) error {
+	if c.Firehose == nil {
+		return nil
+	}
+	// Busy describes the last poll: poll until a round that started now read everything (a read may
+	// be throttled or fail, injected faults included: poll again), then flush.
+	for {
+		err := c.Firehose.Poll(ctx)
+		if err == nil && !c.Firehose.Busy() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("polling Firehose: %w", errors.Join(ctx.Err(), err))
+		case <-time.After(c.pollInterval):
+		}
+	}
+	if err := c.Firehose.Flush(ctx); err != nil {
+		return fmt.Errorf("flushing Firehose: %w", err)
+	}
+	return nil
 }
 
 // Interrupt stops the cloud where it is, for a Ctrl-C or a timeout: Firehose, the event source mapping

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -55,7 +56,7 @@ var dataBufs = sync.Pool{New: func() any { return &dataBuf{} }}
 // of payload, trailing bytes ignored. Record data is decoded into *buf (grown as needed).
 func decodeEvent(payload []byte, ev *events.KinesisTimeWindowEvent, buf *[]byte) error {
 	d := eventDecoder{b: payload, buf: *buf}
-	ok := d.event(ev)
+	ok := d.event(ev) && d.decodeData(ev)
 	*buf = d.buf
 	if ok {
 		return nil
@@ -72,6 +73,16 @@ type eventDecoder struct {
 	b   []byte
 	i   int
 	buf []byte
+	rec int // index of the record being read
+	// pending holds the records' base64 "data" found by the parse, decoded after it on every CPU
+	// (decodeData): a batch's data is megabytes, and this decode was a serial part of every invocation.
+	pending []pendingData
+}
+
+// pendingData is a record's base64 data and the room reserved for it in buf.
+type pendingData struct {
+	rec      int
+	src, dst []byte
 }
 
 func (d *eventDecoder) ws() {
@@ -280,6 +291,7 @@ func (d *eventDecoder) records(dst *[]events.KinesisEventRecord) bool {
 	if !d.eat(']') {
 		for {
 			recs = append(recs, events.KinesisEventRecord{})
+			d.rec = len(recs) - 1
 			if !d.record(&recs[len(recs)-1]) {
 				return false
 			}
@@ -340,10 +352,11 @@ func (d *eventDecoder) kinesis(r *events.KinesisRecord) bool {
 	})
 }
 
-// data decodes a base64 string into d.buf and points *dst at it. encoding/json decodes a []byte
-// from the string's (unescaped) content with base64.StdEncoding, which skips '\r' and '\n'; JSON
-// strings cannot hold them unescaped, and escapes are left to encoding/json, so a string holding
-// either, or a backslash, or anything else outside the base64 alphabet, is not taken here.
+// data reserves room for a base64 string's decoding in d.buf and leaves the decoding to decodeData.
+// encoding/json decodes a []byte from the string's (unescaped) content with base64.StdEncoding, which
+// skips '\r' and '\n'; JSON strings cannot hold them unescaped, and escapes are left to encoding/json,
+// so a string holding either, or a backslash, or anything else outside the base64 alphabet, is not
+// taken here (decodeData fails on it, and decodeEvent falls back to encoding/json).
 func (d *eventDecoder) data(dst *[]byte) bool {
 	if !d.eat('"') {
 		return false
@@ -358,21 +371,34 @@ func (d *eventDecoder) data(dst *[]byte) bool {
 	}
 	need := base64.StdEncoding.DecodedLen(len(src))
 	if cap(d.buf)-len(d.buf) < need {
-		// A new array; the slices already handed out keep the old one alive.
+		// A new array; the room already reserved keeps the old one alive.
 		d.buf = make([]byte, 0, max(2*cap(d.buf), need+64<<10))
 	}
 	at := len(d.buf)
-	m, err := base64.StdEncoding.Decode(d.buf[at:at+need], src)
-	if err != nil {
-		return false
-	}
-	d.buf = d.buf[:at+m]
-	*dst = d.buf[at : at+m : at+m]
-	if *dst == nil {
-		*dst = []byte{} // as encoding/json: "" is an empty slice, not nil
-	}
+	d.buf = d.buf[:at+need]
+	d.pending = append(d.pending, pendingData{rec: d.rec, src: src, dst: d.buf[at : at+need : at+need]})
+	*dst = []byte{} // set by decodeData
 	d.i += n + 1
 	return true
+}
+
+// decodeData decodes the data the parse found into the room reserved for it, on every CPU, and points
+// each record's Data at its decoding. It reports false if any is not valid base64.
+func (d *eventDecoder) decodeData(ev *events.KinesisTimeWindowEvent) bool {
+	var bad atomic.Bool
+	forChunks(len(d.pending), 8, func(lo, hi int) {
+		for _, p := range d.pending[lo:hi] {
+			m, err := base64.StdEncoding.Decode(p.dst, p.src)
+			if err != nil {
+				bad.Store(true)
+				return
+			}
+			if m > 0 { // "" stays an empty slice, not nil, as encoding/json decodes it
+				ev.Records[p.rec].Kinesis.Data = p.dst[:m:m]
+			}
+		}
+	})
+	return !bad.Load()
 }
 
 func (d *eventDecoder) rfc3339(dst *events.RFC3339EpochTime) bool {

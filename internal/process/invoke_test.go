@@ -95,7 +95,7 @@ func TestDecodeEventFastPath(t *testing.T) {
 			checkDecode(t, payload)
 			var ev events.KinesisTimeWindowEvent
 			d := eventDecoder{b: payload}
-			if !d.event(&ev) {
+			if !d.event(&ev) || !d.decodeData(&ev) {
 				t.Errorf("the fast path declined %s at byte %d", name, d.i)
 			}
 			if len(ev.Records) == 0 || len(ev.Records[0].Kinesis.Data) == 0 {

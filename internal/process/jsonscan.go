@@ -4,8 +4,10 @@ package process
 // flat JSON object and hands each key and scanned value to trip.set.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
@@ -120,9 +122,22 @@ func (s *scanner) str() ([]byte, bool, bool) {
 		return nil, false, false
 	}
 	start, esc := s.i, false
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
+	for {
+		// Eight bytes at a time up to the next quote, backslash or control character (strings are
+		// mostly keys and timestamps: whole words without any).
+		for s.i+8 <= len(s.b) {
+			m := strSpecial(binary.LittleEndian.Uint64(s.b[s.i:]))
+			if m == 0 {
+				s.i += 8
+				continue
+			}
+			s.i += bits.TrailingZeros64(m) >> 3
+			break
+		}
+		if s.i >= len(s.b) {
+			return nil, false, false
+		}
+		switch c := s.b[s.i]; {
 		case c == '"':
 			raw := s.b[start:s.i]
 			s.i++
@@ -136,7 +151,16 @@ func (s *scanner) str() ([]byte, bool, bool) {
 			s.i++
 		}
 	}
-	return nil, false, false
+}
+
+// strSpecial returns a mask whose lowest set bit is the high bit of the first byte of w (little
+// endian) that is '"', '\\' or below 0x20; 0 when there is none. Each term's lowest flagged byte is
+// exact (a borrow only flags bytes above a true match), so the lowest bit of their union is too.
+func strSpecial(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q := w ^ (ones * '"')
+	b := w ^ (ones * '\\')
+	return ((q-ones)&^q | (b-ones)&^b | (w-ones*0x20)&^w) & highs
 }
 
 func (s *scanner) lit(word string) bool {

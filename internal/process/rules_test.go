@@ -1,6 +1,7 @@
 package process
 
 import (
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
@@ -191,5 +192,41 @@ func TestLoadZonesErrors(t *testing.T) {
 	}
 	if got, _ := z.Lookup(7); got != (Zone{7, "C", "A", "B"}) {
 		t.Errorf("zone 7 = %+v", got)
+	}
+}
+
+// TestScannerStringWords checks the eight-bytes-at-a-time string scan against a byte by byte one, on
+// strings with quotes, backslashes, control characters and UTF-8 at every offset of a word.
+func TestScannerStringWords(t *testing.T) {
+	ref := func(b []byte) (raw []byte, esc, ok bool) {
+		for i := 1; i < len(b); i++ {
+			switch c := b[i]; {
+			case c == '"':
+				return b[1:i], esc, true
+			case c == '\\':
+				esc = true
+				i++
+			case c < 0x20:
+				return nil, false, false
+			}
+		}
+		return nil, false, false
+	}
+	alphabet := []byte("ab\"\\\x00\x1f\x7f é\xff0")
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := 0; n < 20000; n++ {
+		b := []byte{'"'}
+		for l := rng.IntN(30); l > 0; l-- {
+			b = append(b, alphabet[rng.IntN(len(alphabet))])
+		}
+		if rng.IntN(4) > 0 {
+			b = append(b, '"', ',')
+		}
+		s := scanner{b: b}
+		raw, esc, ok := s.str()
+		wraw, wesc, wok := ref(b)
+		if ok != wok || esc != wesc || string(raw) != string(wraw) {
+			t.Fatalf("str(%q) = %q %v %v, want %q %v %v", b, raw, esc, ok, wraw, wesc, wok)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -236,17 +237,34 @@ type upload struct {
 	b     *Bucket
 	dir   string // the folder (slash path)
 	root  *os.Root
-	done  func() // releases root
-	name  string // of the temporary file in root
-	sum   []byte // MD5
+	done  func()   // releases root
+	name  string   // of the temporary file in root
+	f     *os.File // the temporary file, open until commit or remove
+	sum   []byte   // MD5
 	size  int64
 	mtime int64 // ns; a rename keeps it
 }
 
 // remove deletes the temporary file and releases its folder.
 func (u *upload) remove() {
-	u.root.Remove(u.name)
+	u.discard()
 	u.done()
+}
+
+// discard closes and deletes the temporary file.
+func (u *upload) discard() {
+	u.close()
+	u.root.Remove(u.name)
+}
+
+// close closes the temporary file (once).
+func (u *upload) close() error {
+	if u.f == nil {
+		return nil
+	}
+	err := u.f.Close()
+	u.f = nil
+	return err
 }
 
 // spool copies r into a new temporary file next to p (its folder created if needed) and returns it
@@ -272,14 +290,12 @@ func (b *Bucket) spool(ctx context.Context, p string, r io.Reader) (*upload, err
 		}
 		return nil, err
 	}
+	u.f = f // kept open: commit sets the metadata attribute on it before the rename
 	h := md5.New()
 	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
 	var fi fs.FileInfo
 	if err == nil {
 		fi, err = f.Stat()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
 	}
 	if err != nil {
 		u.remove()
@@ -323,30 +339,44 @@ func (b *Bucket) commit(op, p string, u *upload, m meta, ifMatch, ifNoneMatch *s
 		cur, err := b.stat(p)
 		exists := err == nil
 		if err != nil && !errors.Is(err, errNotFound) {
-			u.root.Remove(u.name)
+			u.discard()
 			return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: %w", b.name, key, err)
 		}
 		switch {
 		case ifNoneMatch != nil && exists:
-			u.root.Remove(u.name)
+			u.discard()
 			return ObjectCreated{}, preconditionFailed(op)
 		case ifMatch != nil && !exists:
-			u.root.Remove(u.name)
+			u.discard()
 			return ObjectCreated{}, noSuchKey(op)
 		case ifMatch != nil && *ifMatch != "*" && !sameETag(*ifMatch, cur.ETag):
-			u.root.Remove(u.name)
+			u.discard()
 			return ObjectCreated{}, preconditionFailed(op)
 		}
-	}
-	if err := u.root.Rename(u.name, path.Base(p)); err != nil {
-		u.root.Remove(u.name)
-		return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: %w: the key is also a prefix of other keys, which a folder on disk cannot hold: %w", b.name, key, ErrKeyConflict, err)
 	}
 	now := b.now()
 	m.MTimeNS = u.mtime
 	m.LastModified = now.UTC().Truncate(time.Millisecond)
 	m.Notified = true
-	if err := b.writeSidecar(p, m); err != nil {
+	data, err := json.Marshal(m)
+	if err != nil {
+		u.discard()
+		return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: writing metadata: %w", b.name, key, err)
+	}
+	// The attribute goes on the temporary file, still open: the object and its metadata appear
+	// together at the rename, and the file is not opened again for it.
+	attr := b.xattr && setXattr(u.f, data) == nil
+	if err := u.close(); err != nil {
+		u.root.Remove(u.name)
+		return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: %w", b.name, key, err)
+	}
+	if err := u.root.Rename(u.name, path.Base(p)); err != nil {
+		u.root.Remove(u.name)
+		return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: %w: the key is also a prefix of other keys, which a folder on disk cannot hold: %w", b.name, key, ErrKeyConflict, err)
+	}
+	if attr {
+		b.remember(p, m)
+	} else if err := b.writeSidecar(p, m); err != nil {
 		return ObjectCreated{}, fmt.Errorf("putting s3://%s/%s: writing metadata: %w", b.name, key, err)
 	}
 	return ObjectCreated{

@@ -3,6 +3,7 @@ package esm
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"time"
 
@@ -258,18 +259,38 @@ func (st *shardState) recordJSON(r *types.Record) []byte {
 // read-ahead goroutine (warm) may call it.
 func (st *shardState) marshalRecord(r *types.Record) []byte {
 	e := st.e
-	b, _ := json.Marshal(events.KinesisEventRecord{
+	rec := events.KinesisEventRecord{
 		AwsRegion: e.region, EventID: st.id + ":" + aws.ToString(r.SequenceNumber),
 		EventName: "aws:kinesis:record", EventSource: "aws:kinesis", EventSourceArn: e.cfg.StreamARN,
 		EventVersion: "1.0", InvokeIdentityArn: e.cfg.RoleARN,
 		Kinesis: events.KinesisRecord{
 			ApproximateArrivalTimestamp: events.SecondsEpochTime{Time: aws.ToTime(r.ApproximateArrivalTimestamp)},
-			Data:                        r.Data, PartitionKey: aws.ToString(r.PartitionKey),
+			Data:                        []byte{}, PartitionKey: aws.ToString(r.PartitionKey),
 			SequenceNumber: aws.ToString(r.SequenceNumber), KinesisSchemaVersion: "1.0",
 		},
-	})
-	return b
+	}
+	// The record without its data, and the data's base64 written once into its place: json.Marshal
+	// would encode it into a growing buffer and copy it out (a batch is megabytes). Outside strings
+	// a quote is never escaped, inside one it always is: the first `"data":""` is the field. Base64
+	// needs no JSON escaping.
+	shell, _ := json.Marshal(rec)
+	at := bytes.Index(shell, []byte(emptyData))
+	if at < 0 || len(r.Data) == 0 {
+		rec.Kinesis.Data = r.Data
+		b, _ := json.Marshal(rec)
+		return b
+	}
+	at += len(emptyData) - 1
+	n := base64.StdEncoding.EncodedLen(len(r.Data))
+	out := make([]byte, len(shell)+n)
+	copy(out, shell[:at])
+	base64.StdEncoding.Encode(out[at:at+n], r.Data)
+	copy(out[at+n:], shell[at:])
+	return out
 }
+
+// emptyData is a record's JSON data field with no data.
+const emptyData = `"data":""`
 
 // canReadAhead reports whether the shard should read again now (Config.ReadAhead), with have records
 // in hand for the next batch.

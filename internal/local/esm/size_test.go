@@ -142,3 +142,31 @@ func TestEventIsJSONMarshalOfTheEvent(t *testing.T) {
 		}
 	}
 }
+
+// TestMarshalRecordSameAsJSON: a record's JSON, with its data's base64 written into place, is byte for
+// byte what json.Marshal writes, whatever the data's length and partition key (one that holds the text
+// of the data field itself included).
+func TestMarshalRecordSameAsJSON(t *testing.T) {
+	e := &ESM{region: "us-east-1", cfg: Config{StreamARN: "arn:aws:kinesis:us-east-1:000000000000:stream/s", RoleARN: "arn:aws:iam::000000000000:role/r"}}
+	st := &shardState{e: e, id: "shardId-000000000000"}
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, key := range []string{"132", `"data":""`, `x","data":"`, "<&>\u2028"} {
+		for _, n := range []int{0, 1, 2, 3, 4, 100, 65_537} {
+			data := make([]byte, n)
+			for i := range data {
+				data[i] = byte(r.Uint32())
+			}
+			rec := types.Record{Data: data, PartitionKey: aws.String(key), SequenceNumber: aws.String("49590000000000000000000000000000000000000000000000000001"),
+				ApproximateArrivalTimestamp: aws.Time(time.Unix(1700000000, 123e6))}
+			want, _ := json.Marshal(events.KinesisEventRecord{
+				AwsRegion: "us-east-1", EventID: st.id + ":" + *rec.SequenceNumber, EventName: "aws:kinesis:record",
+				EventSource: "aws:kinesis", EventSourceArn: e.cfg.StreamARN, EventVersion: "1.0", InvokeIdentityArn: e.cfg.RoleARN,
+				Kinesis: events.KinesisRecord{ApproximateArrivalTimestamp: events.SecondsEpochTime{Time: *rec.ApproximateArrivalTimestamp},
+					Data: data, PartitionKey: key, SequenceNumber: *rec.SequenceNumber, KinesisSchemaVersion: "1.0"},
+			})
+			if got := st.marshalRecord(&rec); string(got) != string(want) {
+				t.Errorf("key %q, %d bytes of data:\n got %.300s\nwant %.300s", key, n, got, want)
+			}
+		}
+	}
+}

@@ -432,3 +432,63 @@ func TestReshardAndExpiredIterator(t *testing.T) {
 		}
 	}
 }
+
+// With GZIP the buffer is compressed as records come in. A delivery that fails leaves a closed gzip
+// member behind; records that arrive before the retry must end up in the same, single member.
+func TestGzipDeliveryFailureThenMoreRecords(t *testing.T) {
+	for _, spool := range []bool{false, true} {
+		t.Run(fmt.Sprintf("spool=%v", spool), func(t *testing.T) {
+			cfg := Config{CompressionFormat: CompressionGZIP}
+			if spool {
+				cfg.SpoolDir = t.TempDir()
+			}
+			e := setup(t, 1, cfg)
+			e.start(t)
+			defer e.f.Close()
+			first, more := lines("first", 200), lines("more", 300)
+			e.put(t, "k", first...)
+			e.f.Poll(ctx)
+			e.b.fail = 1
+			if err := e.f.Flush(ctx); err == nil {
+				t.Fatal("Flush with a failing bucket returned nil")
+			}
+			e.put(t, "k", more...)
+			e.f.Poll(ctx)
+			if st := e.f.Stats(); st.BufferedRecords != 500 || st.BufferedBytes != int64(len(join(first))+len(join(more))) {
+				t.Fatalf("buffer after a failed delivery and more records: %+v", st)
+			}
+			if err := e.f.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			keys := e.b.keys()
+			if len(keys) != 1 {
+				t.Fatalf("objects %q, want one", keys)
+			}
+			body := bytes.NewReader(e.b.objects[keys[0]])
+			zr, err := gzip.NewReader(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			zr.Multistream(false)
+			got, err := io.ReadAll(zr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := join(first) + join(more); string(got) != want {
+				t.Errorf("first gzip member holds %d bytes, want the %d of every record", len(got), len(want))
+			}
+			if body.Len() != 0 {
+				t.Errorf("%d bytes after the first gzip member, want one member", body.Len())
+			}
+			// The next object starts a new member from an empty buffer.
+			e.put(t, "k", []byte("next\n"))
+			e.f.Poll(ctx)
+			if err := e.f.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if c := e.b.content(t, ""); len(c) != 2 || (c[0] != "next\n" && c[1] != "next\n") {
+				t.Errorf("after the retry: %d objects, want the next one to hold only its record", len(c))
+			}
+		})
+	}
+}

@@ -35,6 +35,14 @@ func (s *spool) write(p []byte) {
 	s.n += int64(len(p))
 }
 
+// spoolWriter writes to a spool; a failed write is kept for reader to report.
+type spoolWriter struct{ s *spool }
+
+func (w spoolWriter) Write(p []byte) (int, error) {
+	w.s.write(p)
+	return len(p), nil
+}
+
 // reader returns the buffered bytes; a write that failed makes it fail (the records are read from the
 // stream again: nothing is delivered half).
 func (s *spool) reader() (io.Reader, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -276,5 +277,115 @@ func TestLargeRecordsSeek(t *testing.T) {
 			}
 		}
 		s.Close()
+	}
+}
+
+// PutRecords takes no reference to the callers' buffers: a caller that reuses its buffer after the call
+// (as the SDK lets it) does not change what the stream holds, on disk or in memory.
+func TestCallerMayReuseDataAfterPut(t *testing.T) {
+	for _, dir := range []string{"", t.TempDir()} {
+		s := openDurable(t, dir, &clock{t: t0}, 1)
+		buf := []byte("first")
+		out := put(t, s, []types.PutRecordsRequestEntry{{Data: buf, PartitionKey: aws.String("k")}})
+		if aws.ToInt32(out.FailedRecordCount) != 0 {
+			t.Fatal("put failed")
+		}
+		copy(buf, "XXXXX")
+		if data, _ := readAll(t, s, ShardID(0)); len(data) != 1 || data[0] != "first" {
+			t.Errorf("dir %q: the stream holds %q after the caller reused its buffer, want [first]", dir, data)
+		}
+	}
+}
+
+// A file-backed log stores the data of large records compressed when that pays (KPL aggregates of JSON
+// lines), small and incompressible ones as they are. Every record reads back as written, before and
+// after a reopen (the index and the byte count are rebuilt from compressed frames, in the last segment
+// and the ones before), and a torn compressed frame at the end is cut off like any other.
+func TestCompressedFrames(t *testing.T) {
+	old := diskSegmentBytes
+	diskSegmentBytes = 64 << 10
+	t.Cleanup(func() { diskSegmentBytes = old })
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want []string
+	raw := 0
+	var recs []types.PutRecordsRequestEntry
+	for i := 0; i < 120; i++ {
+		var d []byte
+		switch i % 3 {
+		case 0: // JSON lines: compressible
+			for len(d) < 4000 {
+				d = fmt.Appendf(d, `{"record_id":"r%06d","vendor_id":%d,"fare_amount":%d.%02d,"pickup_datetime":"2019-01-%02dT10:00:00-05:00"}`+"\n", i, i%3, i%70, i%100, 1+i%28)
+			}
+		case 1: // random: stored as it is
+			d = make([]byte, 3000)
+			for j := range d {
+				d[j] = byte(rng.Uint32())
+			}
+		default: // small
+			d = fmt.Appendf(nil, "small-%d", i)
+		}
+		want = append(want, string(d))
+		raw += len(d) + 1 // + the one-byte key
+		recs = append(recs, types.PutRecordsRequestEntry{Data: d, PartitionKey: aws.String("k")})
+	}
+	dir := t.TempDir()
+	c := &clock{t: t0}
+	s := openDurable(t, dir, c, 1)
+	for i := 0; i < len(recs); i += 40 {
+		put(t, s, recs[i:i+40])
+	}
+	check := func(s *Stream, what string) {
+		t.Helper()
+		data, _ := readAll(t, s, ShardID(0))
+		if len(data) != len(want) {
+			t.Fatalf("%s: %d records, want %d", what, len(data), len(want))
+		}
+		for i := range want {
+			if data[i] != want[i] {
+				t.Fatalf("%s: record %d differs (%d bytes, want %d)", what, i, len(data[i]), len(want[i]))
+			}
+		}
+		if st := s.Stats(); st.BytesHeld != int64(raw) || st.RecordsHeld != int64(len(want)) {
+			t.Errorf("%s: BytesHeld %d RecordsHeld %d, want %d %d (uncompressed)", what, st.BytesHeld, st.RecordsHeld, raw, len(want))
+		}
+	}
+	check(s, "written")
+	segs, _ := filepath.Glob(filepath.Join(dir, ShardID(0), "*"+segmentSuffix))
+	var onDisk int64
+	for _, g := range segs {
+		fi, _ := os.Stat(g)
+		onDisk += fi.Size()
+	}
+	if len(segs) < 3 || onDisk >= int64(raw)*3/4 {
+		t.Errorf("%d segments, %d bytes on disk for %d bytes of records: want several segments, compressed", len(segs), onDisk, raw)
+	}
+	s.Close()
+	s2 := openDurable(t, dir, c, 1)
+	check(s2, "reopened")
+	s2.Close()
+
+	// A torn compressed frame: the last frame cut in the middle of its data.
+	last := segs[len(segs)-1]
+	fi, _ := os.Stat(last)
+	f, err := os.OpenFile(last, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := []byte(want[0])
+	one := t.TempDir()
+	s3 := openDurable(t, one, c, 1)
+	put(t, s3, []types.PutRecordsRequestEntry{{Data: big, PartitionKey: aws.String("k")}})
+	s3.Close()
+	frames, _ := filepath.Glob(filepath.Join(one, ShardID(0), "*"+segmentSuffix))
+	frame, _ := os.ReadFile(frames[0])
+	if len(frame) >= len(big) {
+		t.Fatalf("a %d-byte JSON record took a %d-byte frame: not compressed", len(big), len(frame))
+	}
+	f.Write(frame[:len(frame)-10])
+	f.Close()
+	s4 := openDurable(t, dir, c, 1)
+	check(s4, "after a torn compressed frame")
+	if fi2, _ := os.Stat(last); fi2.Size() != fi.Size() {
+		t.Errorf("the torn frame was not cut: %d bytes, want %d", fi2.Size(), fi.Size())
 	}
 }

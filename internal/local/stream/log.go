@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // Where a shard's records live: a shardLog is an append-only sequence of segments, each a file under
@@ -20,6 +22,15 @@ import (
 //
 //	length uint32 LE | CRC-32C of the body uint32 LE | body
 //	body: counter uint64 LE | arrival Unix ms int64 LE | key length uint16 LE | key | data
+//	      or, when bit 15 of the key length is set (compressed):
+//	      counter | arrival | key length | data length uint32 LE | key | data as a Snappy block
+//
+// In a file, the data of a record of compressMin bytes or more is stored compressed when that saves
+// an eighth or more (KPL aggregates of JSON lines: a fifth of their size). Writing a file's pages is
+// the dearest part of a put on the VMs this runs on (each new page of the page cache), and so is reading
+// them back for each consumer; Snappy costs ~1 ns per byte to write and less to read. Key lengths are at
+// most 1,024 bytes (256 characters), so the flag bit is free; a binary of before this format stops at
+// such a frame as corrupt instead of reading it wrongly.
 //
 // Only a sparse index (every indexEvery records or indexBytes bytes, and the first record of every
 // segment) is held in memory, so what a shard retains costs disk, not memory. A segment file is named after the absolute
@@ -29,6 +40,12 @@ import (
 const (
 	frameHeader = 8  // length + CRC
 	bodyFixed   = 18 // counter + arrival + key length
+	// compressedFlag marks a compressed frame in the key length; rawLenBytes is the data length
+	// field that follows the fixed part in such a frame.
+	compressedFlag = 1 << 15
+	rawLenBytes    = 4
+	// compressMin is the smallest data a file-backed log compresses.
+	compressMin = 512
 	// indexEvery is how many records apart the in-memory index entries are at most; indexBytes how
 	// many bytes of records (so a seek reads little whatever the records' size).
 	indexEvery    = 32
@@ -135,6 +152,7 @@ type pendingRecord struct {
 	off     int
 	counter uint64
 	arrival int64
+	size    int // data + key bytes, uncompressed
 }
 
 type shardLog struct {
@@ -150,6 +168,7 @@ type shardLog struct {
 
 	pend     []byte // records of the request being written, framed
 	pendRecs []pendingRecord
+	zbuf     []byte // scratch for compressing
 }
 
 func newShardLog(dir string) *shardLog {
@@ -164,7 +183,16 @@ func (l *shardLog) len() int { return l.end - l.start }
 
 // add frames a record into the pending write; commit makes it part of the log.
 func (l *shardLog) add(counter uint64, arrival int64, key string, data []byte) {
-	n := bodyFixed + len(key) + len(data)
+	stored, flag, extra := data, uint16(0), 0
+	if l.dir != "" && len(data) >= compressMin {
+		if need := s2.MaxEncodedLen(len(data)); cap(l.zbuf) < need {
+			l.zbuf = make([]byte, need)
+		}
+		if z := s2.EncodeSnappy(l.zbuf[:cap(l.zbuf)], data); len(z) <= len(data)-len(data)/8 {
+			stored, flag, extra = z, compressedFlag, rawLenBytes
+		}
+	}
+	n := bodyFixed + extra + len(key) + len(stored)
 	off := len(l.pend)
 	l.pend = append(l.pend, make([]byte, frameHeader+n)...)
 	b := l.pend[off:]
@@ -172,11 +200,23 @@ func (l *shardLog) add(counter uint64, arrival int64, key string, data []byte) {
 	body := b[frameHeader:]
 	binary.LittleEndian.PutUint64(body[0:], counter)
 	binary.LittleEndian.PutUint64(body[8:], uint64(arrival))
-	binary.LittleEndian.PutUint16(body[16:], uint16(len(key)))
-	copy(body[bodyFixed:], key)
-	copy(body[bodyFixed+len(key):], data)
+	binary.LittleEndian.PutUint16(body[16:], uint16(len(key))|flag)
+	if flag != 0 {
+		binary.LittleEndian.PutUint32(body[bodyFixed:], uint32(len(data)))
+	}
+	copy(body[bodyFixed+extra:], key)
+	copy(body[bodyFixed+extra+len(key):], stored)
 	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(body, castagnoli))
-	l.pendRecs = append(l.pendRecs, pendingRecord{off: off, counter: counter, arrival: arrival})
+	l.pendRecs = append(l.pendRecs, pendingRecord{off: off, counter: counter, arrival: arrival, size: len(key) + len(data)})
+}
+
+// frameKey decodes a frame's key length field: the key length, whether the data is compressed, and
+// the bytes between the fixed part and the key (the data length field of a compressed frame).
+func frameKey(field uint16) (klen int, compressed bool, extra int) {
+	if field&compressedFlag != 0 {
+		return int(field &^ compressedFlag), true, rawLenBytes
+	}
+	return int(field), false, 0
 }
 
 // commit writes the pending records (in one write, into one segment) and indexes them. On error
@@ -217,11 +257,7 @@ func (l *shardLog) commit() error {
 		if off := base + int64(r.off); l.needIndex(pos, g, off) {
 			l.index = append(l.index, indexEntry{pos: pos, counter: r.counter, arrival: r.arrival, seg: g, off: off})
 		}
-		next := len(l.pend)
-		if i+1 < len(l.pendRecs) {
-			next = l.pendRecs[i+1].off
-		}
-		l.bytes += int64(next - r.off - frameHeader - bodyFixed)
+		l.bytes += int64(r.size)
 		l.lastCounter = r.counter
 	}
 	g.count += len(l.pendRecs)
@@ -250,12 +286,13 @@ func (l *shardLog) discard() {
 
 // logReader reads consecutive records from a position on.
 type logReader struct {
-	l   *shardLog
-	seg int // index in l.segs
-	off int64
-	pos int
-	br  *bufio.Reader
-	hdr [frameHeader + bodyFixed]byte
+	l    *shardLog
+	seg  int // index in l.segs
+	off  int64
+	pos  int
+	br   *bufio.Reader
+	hdr  [frameHeader + bodyFixed + rawLenBytes]byte
+	zbuf []byte // compressed data read
 }
 
 // readerAt returns a reader at an index entry.
@@ -300,7 +337,7 @@ func (r *logReader) next(withData bool) (logRecord, error) {
 		}
 		r.br = bufio.NewReaderSize(src, 64<<10)
 	}
-	if _, err := io.ReadFull(r.br, r.hdr[:]); err != nil {
+	if _, err := io.ReadFull(r.br, r.hdr[:frameHeader+bodyFixed]); err != nil {
 		return logRecord{}, fmt.Errorf("reading record %d: %w", r.pos, err)
 	}
 	n := int(binary.LittleEndian.Uint32(r.hdr[0:]))
@@ -309,22 +346,49 @@ func (r *logReader) next(withData bool) (logRecord, error) {
 		counter: binary.LittleEndian.Uint64(body[0:]),
 		arrival: int64(binary.LittleEndian.Uint64(body[8:])),
 	}
-	klen := int(binary.LittleEndian.Uint16(body[16:]))
-	rest := n - bodyFixed
+	klen, compressed, extra := frameKey(binary.LittleEndian.Uint16(body[16:]))
+	rest := n - bodyFixed - extra // key + stored data
 	if rest < klen {
 		return logRecord{}, fmt.Errorf("reading record %d: corrupt frame", r.pos)
 	}
-	rec.size = rest
-	if withData {
+	rawLen := rest - klen
+	if compressed {
+		if _, err := io.ReadFull(r.br, body[bodyFixed:bodyFixed+rawLenBytes]); err != nil {
+			return logRecord{}, fmt.Errorf("reading record %d: %w", r.pos, err)
+		}
+		rawLen = int(binary.LittleEndian.Uint32(body[bodyFixed:]))
+	}
+	rec.size = klen + rawLen
+	switch {
+	case withData && compressed:
+		if cap(r.zbuf) < rest {
+			r.zbuf = make([]byte, rest)
+		}
+		z := r.zbuf[:rest]
+		if _, err := io.ReadFull(r.br, z); err != nil {
+			return logRecord{}, fmt.Errorf("reading record %d: %w", r.pos, err)
+		}
+		buf := make([]byte, klen+rawLen)
+		copy(buf, z[:klen])
+		if m, err := s2.DecodedLen(z[klen:]); err != nil || m != rawLen {
+			return logRecord{}, fmt.Errorf("reading record %d: corrupt compressed data", r.pos)
+		}
+		if _, err := s2.Decode(buf[klen:], z[klen:]); err != nil {
+			return logRecord{}, fmt.Errorf("reading record %d: %w", r.pos, err)
+		}
+		rec.key, rec.data = string(buf[:klen]), buf[klen:]
+	case withData:
 		buf := make([]byte, rest)
 		if _, err := io.ReadFull(r.br, buf); err != nil {
 			return logRecord{}, fmt.Errorf("reading record %d: %w", r.pos, err)
 		}
 		rec.key, rec.data = string(buf[:klen]), buf[klen:]
-	} else if rest > r.br.Buffered() {
+	case rest > r.br.Buffered():
 		r.br = nil // skip it without reading it: the next read starts a reader after it
-	} else if _, err := r.br.Discard(rest); err != nil {
-		return logRecord{}, fmt.Errorf("reading record %d: %w", r.pos, err)
+	default:
+		if _, err := r.br.Discard(rest); err != nil {
+			return logRecord{}, fmt.Errorf("reading record %d: %w", r.pos, err)
+		}
 	}
 	r.off += int64(frameHeader + n)
 	r.pos++
@@ -479,16 +543,27 @@ func (l *shardLog) scan(g *segment, last bool) error {
 			n = int(binary.LittleEndian.Uint32(hdr[0:]))
 			b := hdr[frameHeader:]
 			rec = logRecord{counter: binary.LittleEndian.Uint64(b[0:]), arrival: int64(binary.LittleEndian.Uint64(b[8:]))}
-			klen := int(binary.LittleEndian.Uint16(b[16:]))
-			rec.size = n - bodyFixed
-			if n >= bodyFixed+klen && off+int64(frameHeader+n) <= size && (l.lastCounter == 0 || rec.counter > l.lastCounter) {
-				if last {
+			klen, compressed, extra := frameKey(binary.LittleEndian.Uint16(b[16:]))
+			rec.size = n - bodyFixed - extra
+			if n >= bodyFixed+extra+klen && off+int64(frameHeader+n) <= size && (l.lastCounter == 0 || rec.counter > l.lastCounter) {
+				switch {
+				case last: // checked whole
 					body = append(body[:0], b...)
 					body = append(body, make([]byte, n-bodyFixed)...)
 					if _, err := io.ReadFull(br, body[bodyFixed:]); err == nil {
 						good = crc32.Checksum(body, castagnoli) == binary.LittleEndian.Uint32(hdr[4:])
 					}
-				} else {
+					if good && compressed {
+						rec.size = klen + int(binary.LittleEndian.Uint32(body[bodyFixed:]))
+					}
+				case compressed: // its data length, and past the rest
+					var lenb [rawLenBytes]byte
+					if _, err := io.ReadFull(br, lenb[:]); err == nil {
+						rec.size = klen + int(binary.LittleEndian.Uint32(lenb[:]))
+						_, err = br.Discard(n - bodyFixed - rawLenBytes)
+						good = err == nil
+					}
+				default:
 					_, err := br.Discard(n - bodyFixed)
 					good = err == nil
 				}

@@ -24,7 +24,7 @@ type PutObservation struct {
 type PutEntryOutcome struct {
 	Shard     string // the shard the entry's hash key routes to
 	Size      int    // data + partition key bytes
-	Data      []byte
+	Data      []byte // the caller's: valid only during ObservePut
 	ErrorCode string // "" when stored, else ErrCodeThroughput or ErrCodeInternalFailure
 	// Counter is the stream-wide counter inside the entry's sequence number (0 when not stored): it grows
 	// with time across every shard, so the arrival time of any sequence number can be looked up from the

@@ -195,7 +195,7 @@ func (s *Stream) requestFault(op string) error {
 	return &smithy.GenericAPIError{Code: "ServiceUnavailable", Message: fmt.Sprintf("Service unavailable (injected, %s).", op), Fault: smithy.FaultServer}
 }
 
-// validate applies the request-level checks and copies the entries (callers may reuse their buffers).
+// validate applies the request-level checks and returns the entries, which share the callers' data.
 func (s *Stream) validate(recs []types.PutRecordsRequestEntry) ([]entry, error) {
 	if len(recs) == 0 {
 		return nil, validation("1 validation error detected: Value '[]' at 'records' failed to satisfy constraint: Member must have length greater than or equal to 1")
@@ -226,7 +226,9 @@ func (s *Stream) validate(recs []types.PutRecordsRequestEntry) ([]entry, error) 
 				return nil, invalidArg(fmt.Sprintf("Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was %s", *r.ExplicitHashKey))
 			}
 		}
-		entries[i] = entry{data: append([]byte(nil), r.Data...), key: key, hash: h}
+		// Not copied: the log frames a copy of it (shardLog.add) before the call returns, and the
+		// observer reads it during the call; the caller's buffer is its own again after.
+		entries[i] = entry{data: r.Data, key: key, hash: h}
 	}
 	if total > kinesislimit.MaxRequestBytes {
 		return nil, invalidArg(fmt.Sprintf("Records size exceeds %d MB limit: request is %d bytes.", kinesislimit.MaxRequestBytes>>20, total))
